@@ -1,0 +1,253 @@
+"""Model registry: `<root>/<id>/model.joblib` + `manifest.json`, hash-checked; current pointers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from core.errors import FeatureMismatchError, ModelIntegrityError, ModelNotFoundError
+from core.types import ModelId, ModelName
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+CURRENT_DIR = "current"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ModelManifest(BaseModel):
+    """Everything needed to trust, reproduce and serve a saved model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    algorithm: ModelName
+    params: dict[str, Any]
+    feature_names: list[str]
+    feature_config: dict[str, Any]
+    feature_config_hash: str
+    labels: dict[str, Any]
+    threshold: float
+    train_start: datetime
+    train_end: datetime
+    n_train_rows: int
+    candles_sha256: str
+    walk_forward: dict[str, Any] | None = None
+    validation_metrics: dict[str, Any] | None = None
+    feature_importance: dict[str, float] = {}
+    feature_ranges: dict[str, tuple[float, float]] = {}
+    library_versions: dict[str, str] = {}
+    git_commit: str | None = None
+    settings_hash: str = ""
+    created_at: datetime
+    model_sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArtifact:
+    """A fitted estimator (with `predict_proba`) and its manifest."""
+
+    estimator: Any
+    manifest: ModelManifest
+
+    @property
+    def model_id(self) -> ModelId:
+        """The registry id of this model."""
+        return ModelId(self.manifest.model_id)
+
+
+def symbol_slug(symbol: str) -> str:
+    """Filesystem-safe symbol.
+
+    >>> symbol_slug("BTC/USDT")
+    'BTC_USDT'
+    """
+    return re.sub(r"[^A-Za-z0-9]+", "_", symbol).strip("_")
+
+
+def make_model_id(symbol: str, timeframe: str, algorithm: str, trained_until: datetime) -> ModelId:
+    """STYLE B4 model id.
+
+    >>> make_model_id("BTC/USDT", "1h", "lightgbm", datetime(2021, 6, 10, tzinfo=UTC))
+    'BTC_USDT-1h-lightgbm-20210610T0000Z'
+    """
+    stamp = trained_until.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+    return ModelId(f"{symbol_slug(symbol)}-{timeframe}-{algorithm}-{stamp}")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(artifact: ModelArtifact, root: Path) -> ModelId:
+    """Write the model atomically under a unique id (suffix `-2`, `-3`... on collision)."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        joblib.dump(artifact.estimator, staging / MODEL_FILE)
+        model_id = _unique_id(root, artifact.manifest.model_id)
+        manifest = artifact.manifest.model_copy(
+            update={"model_id": model_id, "model_sha256": file_sha256(staging / MODEL_FILE)}
+        )
+        _write_json(staging / MANIFEST_FILE, json.loads(manifest.model_dump_json()))
+        staging.rename(root / model_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Saved model %s to %s", model_id, root / model_id)
+    return ModelId(model_id)
+
+
+def _unique_id(root: Path, wanted: str) -> str:
+    _check_id(wanted)
+    candidate, n = wanted, 1
+    while (root / candidate).exists():
+        n += 1
+        candidate = f"{wanted}-{n}"
+    return candidate
+
+
+def _check_id(model_id: str) -> None:
+    if not _ID_RE.match(model_id) or model_id == CURRENT_DIR:
+        raise ModelNotFoundError(f"invalid model id {model_id!r}; use an id from `models list`")
+
+
+def read_manifest(root: Path, model_id: str) -> ModelManifest:
+    """The manifest of one model, validated."""
+    _check_id(model_id)
+    path = root / model_id / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"model {model_id!r} not found in {root}; see `cryptopred models list` or train one"
+        )
+    try:
+        return ModelManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, OSError, UnicodeDecodeError) as e:
+        raise ModelIntegrityError(
+            f"{path} is unreadable or corrupt ({e}); retrain the model"
+        ) from e
+
+
+def load_model(
+    root: Path, model_id: str, *, expected_features: Sequence[str] | None = None
+) -> ModelArtifact:
+    """Load a model after checking its file hash (joblib is pickle) and, optionally, its features.
+
+    Raises:
+        ModelNotFoundError: no such model.
+        ModelIntegrityError: the model file is missing, tampered with or unreadable.
+        FeatureMismatchError: `expected_features` differ from the model's feature list.
+    """
+    manifest = read_manifest(root, model_id)
+    model_path = root / model_id / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelIntegrityError(f"{model_path} is missing; retrain the model")
+    actual = file_sha256(model_path)
+    if actual != manifest.model_sha256:
+        raise ModelIntegrityError(
+            f"{model_path} does not match its manifest (sha256 {actual[:12]}... != "
+            f"{manifest.model_sha256[:12]}...); refusing to load it. Retrain the model."
+        )
+    if expected_features is not None:
+        check_features(manifest, expected_features)
+    try:
+        estimator = joblib.load(model_path)
+    except Exception as e:  # a hash-verified file that still fails to unpickle: library mismatch
+        raise ModelIntegrityError(
+            f"cannot load {model_path} ({type(e).__name__}: {e}); library versions at training: "
+            f"{manifest.library_versions}. Retrain with the installed versions."
+        ) from e
+    return ModelArtifact(estimator=estimator, manifest=manifest)
+
+
+def check_features(manifest: ModelManifest, features: Sequence[str]) -> None:
+    """Raise `FeatureMismatchError` listing missing and extra features."""
+    expected = list(manifest.feature_names)
+    if list(features) == expected:
+        return
+    missing = [name for name in expected if name not in set(features)]
+    extra = [name for name in features if name not in set(expected)]
+    detail = f"missing {missing}, extra {extra}" if missing or extra else "same names, other order"
+    raise FeatureMismatchError(
+        f"features do not match model {manifest.model_id}: {detail}; "
+        "retrain the model or restore the feature config it was trained with"
+    )
+
+
+def list_models(root: Path) -> list[ModelManifest]:
+    """Manifests of every readable model, oldest first; unreadable ones are logged and skipped."""
+    if not root.is_dir():
+        return []
+    manifests = []
+    for path in sorted(root.glob(f"*/{MANIFEST_FILE}")):
+        try:
+            manifests.append(read_manifest(root, path.parent.name))
+        except (ModelIntegrityError, ModelNotFoundError) as e:
+            logger.warning("Skipping model folder %s: %s", path.parent, e)
+    return sorted(manifests, key=lambda m: (m.created_at, m.model_id))
+
+
+def _pointer_path(root: Path, symbol: str, timeframe: str) -> Path:
+    return root / CURRENT_DIR / f"{symbol_slug(symbol)}-{timeframe}.json"
+
+
+def promote_model(root: Path, model_id: str) -> ModelManifest:
+    """Make `model_id` the current model of its (symbol, timeframe)."""
+    manifest = read_manifest(root, model_id)
+    pointer = _pointer_path(root, manifest.symbol, manifest.timeframe)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(pointer, {"model_id": model_id, "promoted_at": datetime.now(UTC).isoformat()})
+    logger.info("Promoted %s for %s %s", model_id, manifest.symbol, manifest.timeframe)
+    return manifest
+
+
+def current_model_id(root: Path, symbol: str, timeframe: str) -> ModelId | None:
+    """Id of the current model of (symbol, timeframe), if one was promoted."""
+    pointer = _pointer_path(root, symbol, timeframe)
+    if not pointer.is_file():
+        return None
+    try:
+        model_id = json.loads(pointer.read_text(encoding="utf-8"))["model_id"]
+    except (ValueError, KeyError, OSError) as e:
+        raise ModelIntegrityError(f"{pointer} is corrupt ({e}); promote a model again") from e
+    return ModelId(str(model_id))
+
+
+def load_current_model(root: Path, symbol: str, timeframe: str) -> ModelArtifact:
+    """Load the current model of (symbol, timeframe)."""
+    model_id = current_model_id(root, symbol, timeframe)
+    if model_id is None:
+        raise ModelNotFoundError(
+            f"no current model for {symbol} {timeframe} in {root}; train one with "
+            f"`cryptopred train --symbol {symbol} --timeframe {timeframe}`"
+        )
+    return load_model(root, model_id)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file in the same directory, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
