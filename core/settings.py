@@ -332,6 +332,9 @@ class BotSettings(_Section):
     symbols: tuple[str, ...] = ("BTC/USDT",)
     timeframes: tuple[Timeframe, ...] = ("1h",)
     schedule_offset_seconds: float = Field(default=5.0, ge=0)
+    poll_seconds: float | None = Field(default=None, gt=0)
+    clock: Literal["local", "exchange"] = "local"
+    closed_candle_retries: int = Field(default=3, ge=0)
     misfire_grace_seconds: float | None = Field(default=None, gt=0)
     max_backfill_bars: int = Field(default=48, ge=0)
     warmup_bars: int | None = Field(default=None, ge=10)
