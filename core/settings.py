@@ -421,6 +421,13 @@ class Settings(_Section):
     secrets: Secrets = Secrets()
 
 
+def require_settings(obj: object) -> Settings:
+    """The Settings an entry point stored (e.g. in a CLI context); fail clearly otherwise."""
+    if not isinstance(obj, Settings):
+        raise ConfigError("settings were not loaded; run the command through `cryptopred`")
+    return obj
+
+
 def secrets_from_env(environ: Mapping[str, str] | None = None) -> Secrets:
     """Read the secret values from their environment variables."""
     env = os.environ if environ is None else environ

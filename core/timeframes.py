@@ -41,6 +41,17 @@ def bars_per_year(timeframe: str) -> float:
     return 365 * 86_400_000 / timeframe_to_ms(timeframe)
 
 
+def ensure_utc(moment: datetime) -> datetime:
+    """Read a naive datetime as UTC; convert an aware one to UTC.
+
+    >>> ensure_utc(datetime(2024, 1, 1)).isoformat()
+    '2024-01-01T00:00:00+00:00'
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 def to_epoch_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch; naive datetimes are read as UTC."""
     if moment.tzinfo is None:
