@@ -104,9 +104,9 @@ class EmulatorClock:
         self.set(self.now_ms() + int(delta_ms))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRecord:
-    """One request the emulator answered (or refused)."""
+    """One request, logged on arrival; `status` is 0 until answered (and for dropped ones)."""
 
     path: str
     params: dict[str, str]
@@ -161,9 +161,12 @@ class BinanceEmulator:
 
     # ---------------------------------------------------------------- test controls
     def inject(self, *kinds: str, endpoint: str = "klines") -> None:
-        """Queue one-shot faults, consumed in order by the next `endpoint` requests."""
+        """Queue one-shot faults, consumed in order by the next `endpoint` requests.
+
+        "none" is a placeholder that lets one request through untouched.
+        """
         for kind in kinds:
-            if kind not in FAULT_KINDS:
+            if kind not in (*FAULT_KINDS, "none"):
                 raise ValueError(f"unknown fault {kind!r}; use one of {FAULT_KINDS}")
         with self._lock:
             self._faults.extend((kind, endpoint) for kind in kinds)
@@ -195,12 +198,13 @@ class BinanceEmulator:
         now_ms = self.clock.now_ms()
         endpoint = path.rsplit("/", 1)[-1]
         fault = self._next_fault(endpoint) if endpoint in WEIGHTS else None
+        record = RequestRecord(path, params, 0, fault, now_ms)
+        with self._lock:
+            self.requests.append(record)
         reply = self._route(path, params, now_ms, fault)
         if reply is not None:
             reply.headers["X-MBX-USED-WEIGHT-1M"] = str(self._add_weight(endpoint))
-        with self._lock:
-            status = 0 if reply is None else reply.status
-            self.requests.append(RequestRecord(path, params, status, fault, now_ms))
+            record.status = reply.status
         return reply
 
     def _route(
@@ -269,7 +273,8 @@ class BinanceEmulator:
     def _next_fault(self, endpoint: str) -> str | None:
         with self._lock:
             if self._faults and self._faults[0][1] == endpoint:
-                return self._faults.popleft()[0]
+                kind = self._faults.popleft()[0]
+                return None if kind == "none" else kind
             if endpoint == "klines" and self.fault_rate and self._rng.random() < self.fault_rate:
                 return self._rng.choice(self.random_faults)
         return None
