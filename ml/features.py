@@ -198,15 +198,16 @@ def _bollinger(close: pd.Series, cfg: FeatureSettings) -> tuple[pd.Series, pd.Se
 
 def _build_momentum(candles: pd.DataFrame, cfg: FeatureSettings) -> Columns:
     close = candles["close"]
+    high, low = candles["high"], candles["low"]
     stoch = StochasticOscillator(
-        candles["high"], candles["low"], close, window=cfg.stoch_window, smooth_window=1
+        high, low, close, window=cfg.stoch_window, smooth_window=1, fillna=False
     )
     # ta gives 0/0 = NaN when high == low over the whole window; the close then sits mid-range.
     raw_k = stoch.stoch()
     complete = pd.Series(np.arange(len(close)) >= cfg.stoch_window - 1, index=close.index)
     stoch_k = raw_k.mask(complete & raw_k.isna(), 50.0)
     return {
-        "rsi": RSIIndicator(close, window=cfg.rsi_window).rsi(),
+        "rsi": RSIIndicator(close, window=cfg.rsi_window, fillna=False).rsi(),
         "stoch_k": stoch_k,
         "stoch_d": stoch_k.rolling(cfg.stoch_smooth).mean(),
         "bb_pband": _bollinger(close, cfg)[0],
@@ -220,6 +221,7 @@ def _build_trend(candles: pd.DataFrame, cfg: FeatureSettings) -> Columns:
         window_slow=cfg.macd_slow,
         window_fast=cfg.macd_fast,
         window_sign=cfg.macd_signal,
+        fillna=False,  # True would back-fill warm-up rows and hide them from the NaN drop
     )
     columns = {
         "macd_line": macd.macd() / close,
@@ -227,7 +229,8 @@ def _build_trend(candles: pd.DataFrame, cfg: FeatureSettings) -> Columns:
         "macd_hist": macd.macd_diff() / close,
     }
     for w in cfg.ma_windows:
-        columns[f"ma_dist_{w}"] = close / SMAIndicator(close, window=w).sma_indicator() - 1.0
+        moving_average = SMAIndicator(close, window=w, fillna=False).sma_indicator()
+        columns[f"ma_dist_{w}"] = close / moving_average - 1.0
     return columns
 
 
