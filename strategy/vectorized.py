@@ -1,0 +1,227 @@
+"""`simulate_signals`: a numpy twin of the backtrader fill rules (engine check, fee sweeps)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from core.errors import ConfigError, DataValidationError
+from strategy.costs import BPS
+
+logger = logging.getLogger(__name__)
+
+FillTiming = Literal["next_open", "close"]
+_SIGNALS = (-1, 0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRun:
+    """Result of `simulate_signals` (same meaning as `StrategyRun` where the names match).
+
+    Attributes:
+        equity: cash + units * close after each candle.
+        position: signed units held after each candle.
+        fills: one row per filled order: `time` (candle whose price filled it), `size`
+            (signed units), `price`, `fee`, `role` ("entry" or "exit").
+        n_trades: filled entries (round trips started).
+        orders: filled orders; `orders_rejected`: refused for lack of cash.
+        fees_paid: sum of fees; `traded_value`: sum of |size| * price over fills.
+    """
+
+    equity: pd.Series
+    position: pd.Series
+    fills: pd.DataFrame
+    n_trades: int
+    orders: int
+    orders_rejected: int
+    fees_paid: float
+    traded_value: float
+
+    @property
+    def final_equity(self) -> float:
+        """Equity after the last candle."""
+        return float(self.equity.iloc[-1])
+
+
+@dataclass(slots=True)
+class _Book:
+    """Mutable account state while simulating."""
+
+    cash: float
+    units: float = 0.0
+    rejected: int = 0
+
+
+def simulate_signals(
+    frame: pd.DataFrame,
+    positions: npt.ArrayLike,
+    *,
+    cash: float,
+    fee_rate: float,
+    slippage_bps: float,
+    position_fraction: float,
+    fill: FillTiming = "next_open",
+) -> VectorRun:
+    """Re-compute a backtest from target positions with the fill rules of `MLSignalStrategy`.
+
+    `positions[t]` (-1, 0, 1) is the target decided at the close of candle t, e.g.
+    `ml.signals.signals_from_proba(proba_up, cfg)`. A change is traded at the open of t+1
+    (`fill="close"` fills at the close of t instead: a look-ahead "cheat" kept for tests):
+    close the held units, then open `position_fraction * equity[t] / close[t]` units. Prices
+    slip by `slippage_bps` against the trader, capped at the candle's high/low; fees are
+    `fee_rate` of traded value per side. Like backtrader, an order is refused when the cash
+    left after it (fees included) would be negative, checked at the close of t and again at
+    the fill price. Stop-loss/take-profit orders are NOT simulated here: compare it only with
+    runs that have them off. Only the candles where the target changes are visited in Python;
+    equity between them is filled with numpy.
+
+    Raises:
+        DataValidationError: `positions` has the wrong length or values other than -1/0/1.
+        ConfigError: non-positive cash or a position fraction outside (0, 1].
+    """
+    target = _checked_positions(frame, positions)
+    if cash <= 0 or not 0 < position_fraction <= 1:
+        raise ConfigError(
+            f"need cash > 0 and 0 < position_fraction <= 1, got {cash} and {position_fraction}"
+        )
+    prices = {col: frame[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close")}
+    close = prices["close"]
+    n = len(target)
+    equity = np.empty(n)
+    units = np.empty(n)
+    book = _Book(cash=float(cash))
+    fills: list[tuple[int, float, float, float, str]] = []
+    changes = {s: np.flatnonzero(target != s) for s in _SIGNALS}
+    last_decision = n - 2 if fill == "next_open" else n - 1
+    filled_to = search_from = 0
+    while True:
+        held = int(np.sign(book.units))
+        candidates = changes[held]
+        at = int(np.searchsorted(candidates, search_from))
+        if at >= len(candidates) or candidates[at] > last_decision:
+            break
+        t = int(candidates[at])
+        bar = t + 1 if fill == "next_open" else t
+        equity[filled_to:bar] = book.cash + book.units * close[filled_to:bar]
+        units[filled_to:bar] = book.units
+        orders = _orders(book, held, int(target[t]), position_fraction, close[t])
+        _fill_orders(
+            book,
+            orders,
+            reference=close[t],
+            bar=bar,
+            fill=fill,
+            prices=prices,
+            fee_rate=fee_rate,
+            slip=slippage_bps * BPS,
+            fills=fills,
+        )
+        filled_to, search_from = bar, t + 1
+    equity[filled_to:] = book.cash + book.units * close[filled_to:]
+    units[filled_to:] = book.units
+    return _result(frame.index, equity, units, fills, book.rejected)
+
+
+def _checked_positions(frame: pd.DataFrame, positions: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    values = np.asarray(positions, dtype="float64")
+    if values.shape != (len(frame),):
+        raise DataValidationError(
+            f"positions must be one value per candle: got shape {values.shape} "
+            f"for {len(frame)} candles"
+        )
+    bad = np.flatnonzero(~np.isin(values, _SIGNALS))
+    if len(bad):
+        raise DataValidationError(
+            f"positions must be -1, 0 or 1; got {values[bad[0]]!r} at {frame.index[bad[0]]} "
+            "(map NaN probabilities to 0 with ml.signals.signals_from_proba)"
+        )
+    return values.astype("int64")
+
+
+def _orders(
+    book: _Book, held: int, target: int, fraction: float, close: float
+) -> list[tuple[str, float]]:
+    """Signed order sizes for a change of target: close what is held, then open the new side."""
+    orders: list[tuple[str, float]] = []
+    value = book.cash + book.units * close
+    if held != 0:
+        orders.append(("exit", -book.units))
+    if target != 0:
+        size = fraction * value / close
+        if size > 0:
+            orders.append(("entry", target * size))
+    return orders
+
+
+def _fill_orders(
+    book: _Book,
+    orders: list[tuple[str, float]],
+    *,
+    reference: float,
+    bar: int,
+    fill: FillTiming,
+    prices: dict[str, npt.NDArray[np.float64]],
+    fee_rate: float,
+    slip: float,
+    fills: list[tuple[int, float, float, float, str]],
+) -> None:
+    accepted = _accepted_at_reference(book.cash, orders, reference=reference, fee_rate=fee_rate)
+    book.rejected += len(orders) - len(accepted)
+    base = prices["open" if fill == "next_open" else "close"][bar]
+    for role, size in accepted:
+        if size > 0:  # buys slip up, capped at the candle's high
+            price = min(base * (1 + slip), prices["high"][bar]) if slip else base
+        else:  # sells slip down, capped at the candle's low
+            price = max(base * (1 - slip), prices["low"][bar]) if slip else base
+        fee = abs(size) * fee_rate * price
+        cash_after = book.cash - size * price - fee
+        if role == "entry" and cash_after < 0:  # backtrader nullifies an unaffordable opening
+            book.rejected += 1
+            continue
+        book.cash = cash_after
+        book.units = 0.0 if role == "exit" else book.units + size
+        fills.append((bar, size, price, fee, role))
+
+
+def _accepted_at_reference(
+    cash: float, orders: list[tuple[str, float]], *, reference: float, fee_rate: float
+) -> list[tuple[str, float]]:
+    """backtrader's submit check: pseudo-execute in order at the decision close, keep cash >= 0."""
+    accepted = []
+    for role, size in orders:
+        cash = cash - size * reference - abs(size) * fee_rate * reference
+        if cash >= 0.0:
+            accepted.append((role, size))
+    return accepted
+
+
+def _result(
+    index: pd.Index,
+    equity: npt.NDArray[np.float64],
+    units: npt.NDArray[np.float64],
+    fills: list[tuple[int, float, float, float, str]],
+    rejected: int,
+) -> VectorRun:
+    bars = np.array([f[0] for f in fills], dtype="int64")
+    sizes = np.array([f[1] for f in fills], dtype="float64")
+    fill_prices = np.array([f[2] for f in fills], dtype="float64")
+    fees = np.array([f[3] for f in fills], dtype="float64")
+    roles = [f[4] for f in fills]
+    fills_frame = pd.DataFrame(
+        {"time": index[bars], "size": sizes, "price": fill_prices, "fee": fees, "role": roles}
+    )
+    return VectorRun(
+        equity=pd.Series(equity, index=index, name="equity"),
+        position=pd.Series(units, index=index, name="position"),
+        fills=fills_frame,
+        n_trades=sum(role == "entry" for role in roles),
+        orders=len(fills),
+        orders_rejected=rejected,
+        fees_paid=float(fees.sum()),
+        traded_value=float(np.abs(sizes * fill_prices).sum()),
+    )
