@@ -164,22 +164,37 @@ def session_scope(
         session.close()
 
 
+_HINTS = (
+    (
+        ("locked", "busy"),
+        "another connection held the write lock longer than busy_timeout_ms (or a read-only "
+        "transaction tried to write); retry, or raise storage.busy_timeout_ms",
+    ),
+    (
+        ("connection refused", "could not connect", "authentication failed", "timeout expired"),
+        "check host, port, user and password in storage.db_url and that the server is running",
+    ),
+    (
+        ("no such table", "no such column", "relation", "undefinedcolumn"),
+        "the schema is missing or old; run `cryptopred db upgrade`",
+    ),
+    (
+        ("unique", "constraint", "duplicate"),
+        "a row breaks a constraint of the schema; fix the data being written",
+    ),
+)
+
+
 def describe_error(operation: str, url: URL, error: SQLAlchemyError) -> str:
     """A one-line message: what failed, on which database, why, and a hint to fix it."""
-    detail = str(error.orig) if isinstance(error, DBAPIError) else str(error).split("\n")[0]
+    raw = str(error.orig) if isinstance(error, DBAPIError) else str(error).split("\n")[0]
+    detail = " ".join(raw.split())  # PostgreSQL adds DETAIL/HINT lines; keep one line
     lowered = detail.lower()
-    if "locked" in lowered or "busy" in lowered:
-        hint = (
-            "another connection held the write lock longer than busy_timeout_ms (or a read-only "
-            "transaction tried to write); retry, or raise storage.busy_timeout_ms"
-        )
-    elif "no such table" in lowered or "does not exist" in lowered:
-        hint = "the schema is missing or old; run `cryptopred db upgrade`"
-    elif "unique" in lowered or "constraint" in lowered or "duplicate" in lowered:
-        hint = "a row breaks a constraint of the schema; fix the data being written"
-    else:
-        hint = "check the URL, disk space and permissions (storage.db_url), then retry"
-    return f"Database {operation} failed on {safe_url(url)}: {detail.strip()}; {hint}"
+    hint = next(
+        (text for needles, text in _HINTS if any(needle in lowered for needle in needles)),
+        "check the URL, disk space and permissions (storage.db_url), then retry",
+    )
+    return f"Database {operation} failed on {safe_url(url)}: {detail}; {hint}"
 
 
 def check_connection(engine: Engine) -> None:

@@ -104,12 +104,13 @@ def test_init_db_unopenable_file_raises_storage_error(tmp_path: Path) -> None:
     assert "unable to open database file" in str(info.value)
 
 
-def test_check_connection_hides_password(tmp_path: Path) -> None:
+def test_check_connection_hides_password() -> None:
     engine = make_engine("postgresql+psycopg://bot:s3cret-pw@127.0.0.1:1/cryptopred")
     with pytest.raises(StorageError, match="connection check failed") as info:
         check_connection(engine)
     assert "s3cret-pw" not in str(info.value)
     assert "bot:***@127.0.0.1:1/cryptopred" in str(info.value)
+    assert "that the server is running" in str(info.value)
 
 
 def test_safe_url_masks_password_even_when_unparseable() -> None:
