@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -333,6 +334,54 @@ def test_emulator_process_serves_until_sigterm(make_source: Source) -> None:
         cfg = ExchangeSettings(base_url=line[1], timeout_ms=2000)
         frame = CcxtCandleSource(cfg).fetch_candles("BTC/USDT", "1h", since=datetime(2021, 1, 1))
         assert len(frame) == 299
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_emulator_serves_several_symbols_from_one_frame(make_source: Source) -> None:
+    candles = make_ohlcv(101)
+    symbols = {"BTC/USDT": candles, "ETH/USDT": candles, "SOL/USDT": make_ohlcv(101, seed=5)}
+    with running_emulator(symbols) as emu:
+        source = make_source(emu)
+        frames = {s: source.fetch_candles(s, "1h", since=_start(candles)) for s in symbols}
+
+    assert {s: len(f) for s, f in frames.items()} == dict.fromkeys(symbols, 100)
+    pd.testing.assert_frame_equal(frames["BTC/USDT"], frames["ETH/USDT"])
+    assert not frames["SOL/USDT"].equals(frames["BTC/USDT"])
+
+
+@pytest.mark.slow
+def test_emulator_process_replays_the_shared_file(shared_data: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.emulator",
+            "--data",
+            str(shared_data / "Binance_BTCUSDT_1h.csv"),
+            "--replay-start",
+            "2021-01-01T00:00Z",
+            "--seconds-per-candle",
+            "0.1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[1]
+        source = CcxtCandleSource(ExchangeSettings(base_url=url, timeout_ms=2000))
+        first = source.fetch_candles("BTC/USDT", "1h", since=datetime(2020, 12, 31, tzinfo=UTC))
+        time.sleep(0.35)  # end-to-end: let the replay clock move on ~3 candles
+        later = source.fetch_candles("BTC/USDT", "1h", since=datetime(2020, 12, 31, tzinfo=UTC))
+        assert first.index[0] == pd.Timestamp("2020-12-31", tz="UTC")
+        assert len(later) > len(first)  # time moved on: more candles have closed
+        pd.testing.assert_frame_equal(later.iloc[: len(first)], first)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

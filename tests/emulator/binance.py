@@ -181,6 +181,11 @@ class BinanceEmulator:
         with self._lock:
             return sum(record.path.endswith(endpoint) for record in self.requests)
 
+    def counts(self) -> Counter[str]:
+        """Number of requests per path."""
+        with self._lock:
+            return Counter(record.path for record in self.requests)
+
     def requests_to(self, endpoint: str) -> list[RequestRecord]:
         """The logged requests to a path ending with `endpoint`, oldest first."""
         with self._lock:

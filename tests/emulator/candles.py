@@ -66,6 +66,16 @@ def _aggregate(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
     return out.dropna()
 
 
+def _build_intervals(frame: pd.DataFrame, timeframe: str) -> dict[str, _Series]:
+    base_ms = timeframe_to_ms(timeframe)
+    series = {timeframe: _make_series(frame, base_ms)}
+    for interval in AGGREGATES:
+        agg_ms = timeframe_to_ms(interval)
+        if agg_ms > base_ms and agg_ms % base_ms == 0:
+            series[interval] = _make_series(_aggregate(frame, interval), agg_ms)
+    return series
+
+
 class CandleBook:
     """Kline rows per Binance market id and interval, built once from canonical frames."""
 
@@ -75,18 +85,15 @@ class CandleBook:
         self.base = timeframe
         self.symbols: dict[str, str] = {}  # market id -> ccxt symbol
         self._series: dict[str, dict[str, _Series]] = {}
-        base_ms = timeframe_to_ms(timeframe)
+        built: dict[int, dict[str, _Series]] = {}  # one frame served for many symbols is built once
         for symbol, frame in candles.items():
             if frame.empty:
                 raise ValueError(f"no candles for {symbol}")
             ident = market_id(symbol)
             self.symbols[ident] = symbol
-            series = {timeframe: _make_series(frame, base_ms)}
-            for interval in AGGREGATES:
-                agg_ms = timeframe_to_ms(interval)
-                if agg_ms > base_ms and agg_ms % base_ms == 0:
-                    series[interval] = _make_series(_aggregate(frame, interval), agg_ms)
-            self._series[ident] = series
+            if id(frame) not in built:
+                built[id(frame)] = _build_intervals(frame, timeframe)
+            self._series[ident] = built[id(frame)]
 
     def has_symbol(self, ident: str) -> bool:
         """True when the market id is served."""
