@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import ConfigError, DataError, DataValidationError
-from core.timeframes import ensure_utc, timeframe_to_ms, timeframe_to_timedelta
+from core.timeframes import ensure_utc, timeframe_to_timedelta
 from core.types import SUPPORTED_TIMEFRAMES
 from data.exchange import CandleSource
-from data.schema import empty_ohlcv, index_to_epoch_ms, validate_ohlcv
+from data.quality import find_gaps
+from data.schema import empty_ohlcv, validate_ohlcv
 
 logger = logging.getLogger(__name__)
 
@@ -204,18 +204,6 @@ def _fetch(
     return source.fetch_candles(symbol, timeframe, since=since, until=until, progress=progress)
 
 
-def count_gaps(index: pd.DatetimeIndex, timeframe: str) -> tuple[int, int]:
-    """(number of gaps, number of missing candles) in an ascending candle index.
-
-    >>> count_gaps(pd.DatetimeIndex(["2021-01-01 00:00", "2021-01-01 03:00"], tz="UTC"), "1h")
-    (1, 2)
-    """
-    if len(index) < 2:
-        return 0, 0
-    missing = np.diff(index_to_epoch_ms(index)) // timeframe_to_ms(timeframe) - 1
-    return int((missing > 0).sum()), int(missing[missing > 0].sum())
-
-
 def list_cached(cache_dir: Path) -> list[CachedDataset]:
     """Every dataset in the cache directory, sorted by exchange, symbol and timeframe.
 
@@ -231,7 +219,7 @@ def list_cached(cache_dir: Path) -> list[CachedDataset]:
         exchange_id, symbol, timeframe = parsed
         frame = read_cache(path)
         index = pd.DatetimeIndex([] if frame is None else frame.index)
-        gaps, missing = count_gaps(index, timeframe)
+        gaps = find_gaps(index, timeframe)
         datasets.append(
             CachedDataset(
                 exchange_id=exchange_id,
@@ -241,8 +229,8 @@ def list_cached(cache_dir: Path) -> list[CachedDataset]:
                 rows=len(index),
                 first=index[0].to_pydatetime() if len(index) else None,
                 last=index[-1].to_pydatetime() if len(index) else None,
-                gaps=gaps,
-                missing_bars=missing,
+                gaps=len(gaps),
+                missing_bars=sum(gap.missing_bars for gap in gaps),
             )
         )
     return datasets

@@ -14,7 +14,6 @@ import pytest
 from core.errors import ConfigError, DataError, DataValidationError, ExchangeUnavailableError
 from data.cache import (
     cache_path,
-    count_gaps,
     list_cached,
     merge_candles,
     read_cache,
@@ -254,8 +253,3 @@ def test_list_cached_reports_rows_range_and_gaps(tmp_path: Path) -> None:
     assert (datasets[1].gaps, datasets[1].missing_bars) == (2, 3)
     assert datasets[0].first == btc.index[0] and datasets[0].last == btc.index[-1]
     assert datasets[1].exchange_id == "binance"
-
-
-def test_count_gaps_on_empty_and_contiguous_index() -> None:
-    assert count_gaps(pd.DatetimeIndex([], tz="UTC"), "1h") == (0, 0)
-    assert count_gaps(make_ohlcv(10).index, "1h") == (0, 0)
