@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import re
@@ -69,7 +70,6 @@ class _Layout:
     header_line: int | None  # 0-based physical line of the header; None = headerless
     first_data_line: int  # 0-based physical line of the first data row
     delimiter: str
-    columns: tuple[str, ...]
     notes: tuple[str, ...]
 
 
@@ -131,7 +131,7 @@ def epoch_to_ms(values: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """
     values = np.asarray(values, dtype="float64")
     magnitude = np.abs(values)
-    out = np.empty(len(values), dtype="float64")
+    out = np.full(len(values), np.nan)
     counts: dict[str, int] = {}
     lower = -np.inf
     for unit, upper, to_ms in _UNIT_LIMITS:
@@ -179,13 +179,13 @@ def _sniff_csv(head: list[str], path: Path) -> _Layout:
     delimiter = max((",", ";", "\t"), key=line.count)
     fields = _split(line, delimiter)
     if len(fields) >= 6 and all(_is_number(field) for field in fields):
-        return _Layout("binance_klines", None, line_no, delimiter, (), tuple(notes))
+        return _Layout("binance_klines", None, line_no, delimiter, tuple(notes))
     has_time = bool({*TIME_COLUMNS, "unix timestamp"} & set(fields))
     has_volume = any(field == "volume" or field.startswith("volume ") for field in fields)
     if _has_ohlc(fields) and has_time and has_volume:
         is_cdd = "symbol" in fields and not {"volume", "timestamp"} & set(fields)
         name = "cryptodatadownload" if is_cdd else "plain_csv"
-        return _Layout(name, line_no, line_no + 1, delimiter, fields, tuple(notes))
+        return _Layout(name, line_no, line_no + 1, delimiter, tuple(notes))
     raise DataFormatError(
         f"{path}: unrecognised candle file layout; first line {head[0][:120]!r}, "
         f"columns seen {list(fields)[:12]}; {_supported()}"
@@ -242,18 +242,19 @@ def _read_csv(
 def _read_table(path: Path, layout: _Layout, *, compressed: bool) -> pd.DataFrame:
     """All cells as text, blank lines removed; the index keeps each row's position in the file."""
     try:
+        with _open_text(path, compressed=compressed) as handle:
+            text = handle.read()
+        _check_field_counts(text.split("\n"), layout, path)
         table = pd.read_csv(
-            path,
+            io.StringIO(text),
             sep=layout.delimiter,
             skiprows=layout.first_data_line if layout.header_line is None else layout.header_line,
             header=None if layout.header_line is None else 0,
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=False,
-            compression="gzip" if compressed else None,
-            encoding="utf-8-sig",
         )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ValueError) as e:
         raise DataFormatError(f"{path}: cannot parse as {layout.format_name}: {e}") from e
     if layout.header_line is not None:
         table.columns = [_split(str(column))[0] for column in table.columns]
@@ -264,6 +265,25 @@ def _read_table(path: Path, layout: _Layout, *, compressed: bool) -> pd.DataFram
     if table.empty:
         raise DataFormatError(f"{path}: no candle rows after the header")
     return table
+
+
+def _check_field_counts(physical: list[str], layout: _Layout, path: Path) -> None:
+    """Every data line has as many fields as the header (or the first line): no truncation."""
+    body = pd.Series(physical[layout.first_data_line :], dtype="str").str.rstrip("\r")
+    counts = body.str.count(re.escape(layout.delimiter)).to_numpy() + 1
+    filled = (body.str.strip() != "").to_numpy()
+    if layout.header_line is None:
+        expected, like = int(counts[np.argmax(filled)]), "the first line"
+    else:
+        expected, like = physical[layout.header_line].count(layout.delimiter) + 1, "the header"
+    quoted = body.str.contains('"', regex=False).to_numpy()  # quoted fields may hold delimiters
+    bad = np.flatnonzero(filled & ~quoted & (counts != expected))
+    if len(bad):
+        line = layout.first_data_line + int(bad[0]) + 1
+        raise DataFormatError(
+            f"{path}: line {line} has {counts[bad[0]]} fields, {like} has {expected} "
+            "(truncated or malformed line); fix or delete that line"
+        )
 
 
 def _time_column(table: pd.DataFrame, format_name: str) -> pd.Series:
@@ -409,12 +429,7 @@ def _read_freqtrade_json(
             f"{path}: expected a non-empty JSON list of candles; "
             f"{SUPPORTED_FORMATS['freqtrade_json']}"
         )
-    try:
-        array = np.asarray(data, dtype="float64")
-    except (ValueError, TypeError):
-        array = np.empty((0, 0))
-    if array.ndim != 2 or array.shape[1] < 6:
-        _raise_bad_json_row(path, data)
+    array = _json_array(path, data)
     epoch_ms, counts = epoch_to_ms(array[:, 0])
     _check_epochs(epoch_ms, path, lambda i: f"candle #{i} (0-based) timestamp")
     frame = pd.DataFrame(array[:, 1:6], columns=list(OHLCV_COLUMNS))
@@ -424,13 +439,19 @@ def _read_freqtrade_json(
     return frame, len(frame), notes
 
 
-def _raise_bad_json_row(path: Path, data: list[Any]) -> None:
+def _json_array(path: Path, data: list[Any]) -> np.ndarray:
+    """An (n, 6) float array; null -> NaN (reported by quality), anything else raises."""
+    try:
+        array = np.asarray(data, dtype="float64")
+        if array.ndim == 2 and array.shape[1] >= 6:
+            return array[:, :6]
+    except (ValueError, TypeError):
+        pass  # ragged or non-numeric: find and name the first bad row below
     for number, row in enumerate(data):
         ok = isinstance(row, list) and len(row) >= 6
-        if ok and all(value is None or isinstance(value, int | float) for value in row[:6]):
-            continue
-        raise DataFormatError(
-            f"{path}: candle #{number} (0-based) is {str(row)[:80]}; expected "
-            "[timestamp_ms, open, high, low, close, volume] with numbers"
-        )
-    raise DataFormatError(f"{path}: rows are not [timestamp_ms, open, high, low, close, volume]")
+        if not (ok and all(v is None or isinstance(v, int | float) for v in row[:6])):
+            raise DataFormatError(
+                f"{path}: candle #{number} (0-based) is {str(row)[:80]}; expected "
+                "[timestamp_ms, open, high, low, close, volume] with numbers"
+            )
+    return np.asarray([row[:6] for row in data], dtype="float64")

@@ -389,7 +389,9 @@ def _check_unfinished_last(frame: pd.DataFrame, findings: _Findings) -> bool:
     if median <= 0 or volume[-1] >= UNFINISHED_VOLUME_RATIO * median:
         return False
     detail = (
-        f"volume {volume[-1]:.6g} is {volume[-1] / median:.1%} of the recent median {median:.6g}"
+        f"volume {volume[-1]:.6g} is {volume[-1] / median:.1%} of the median of the previous "
+        f"{UNFINISHED_LOOKBACK_BARS} candles ({median:.6g}; rule: "
+        f"< {UNFINISHED_VOLUME_RATIO:.0%}), probably still trading when exported"
     )
     findings.add("unfinished_last_candle", [_index(frame)[-1]], [detail])
     return True

@@ -194,3 +194,26 @@ def test_infer_timeframe_most_common_supported_step() -> None:
     assert infer_timeframe(hourly.delete([3, 4])) == "1h"
     assert infer_timeframe(pd.date_range("2021-01-01", periods=5, freq="2h", tz="UTC")) is None
     assert infer_timeframe(hourly[:1]) is None
+
+
+def test_read_candle_file_truncated_line_names_line(tmp_path: Path) -> None:
+    text = OVERLAP.read_text(encoding="utf-8").rstrip("\n")
+    cut = _write(tmp_path, "cut.csv", text[: text.rindex(",BTC/USDT,") + 20])
+    with pytest.raises(DataFormatError, match=r"line 267 has 5 fields, the header has 10"):
+        read_candle_file(cut)
+
+
+def test_read_candle_file_freqtrade_nulls_and_extra_columns(tmp_path: Path) -> None:
+    rows = [[1609459200000, 1, 2, 1, 2, 3, 99], [1609462800000, 2, None, 1, 2, 3]]
+    frame = read_candle_file(_write(tmp_path, "n.json", json.dumps(rows))).frame
+    assert frame["volume"].tolist() == [3.0, 3.0]
+    assert np.isnan(frame["high"].iloc[1])  # reported and dropped by the quality layer
+
+
+def test_read_candle_file_headed_kline_csv_is_plain(tmp_path: Path) -> None:
+    text = (
+        "open_time,open,high,low,close,volume,close_time\n1609459200000,1,2,1,2,3,1609462799999\n"
+    )
+    raw = read_candle_file(_write(tmp_path, "k.csv", text))
+    assert raw.format_name == "plain_csv"
+    assert raw.frame.index[0] == pd.Timestamp("2021-01-01", tz="UTC")

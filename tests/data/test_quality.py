@@ -20,7 +20,7 @@ from data.quality import (
     report_table,
     save_report,
 )
-from data.schema import index_to_epoch_ms, validate_ohlcv
+from data.schema import empty_ohlcv, index_to_epoch_ms, validate_ohlcv
 from tests.conftest import log_has
 from tests.factories import make_ohlcv
 
@@ -185,11 +185,12 @@ def test_clean_candles_warns_on_unfinished_last_candle() -> None:
     candles = make_ohlcv(40)
     report = _clean(candles).report
     assert not report.unfinished_last_candle
-    tiny = _set(candles, -1, volume=candles["volume"].median() * 0.05)
+    tiny = _set(candles, -1, volume=candles["volume"].iloc[-25:-1].median() * 0.05)
     result = _clean(tiny)
     assert result.report.unfinished_last_candle
     assert result.report.rows_kept == 40  # warning only
-    assert "recent median" in result.report.examples_for("unfinished_last_candle")[0].detail
+    detail = result.report.examples_for("unfinished_last_candle")[0].detail
+    assert "5.0% of the median of the previous 24 candles" in detail
 
 
 def test_clean_candles_off_grid_fails_naming_timeframe() -> None:
@@ -303,3 +304,16 @@ def test_report_table_shows_counts_and_examples() -> None:
     assert "Data quality: BTC/USDT 1h" in text
     assert "Implausible jumps" in text and "2017-08-17 04:00 o=16199.91" in text
     assert "47 candles kept" in text and "1 dropped, 0 repaired" in text
+
+
+def test_clean_candles_empty_and_all_bad_frames() -> None:
+    empty = clean_candles(empty_ohlcv(), timeframe="1h", cfg=DEFAULT)
+    assert (empty.report.rows_kept, empty.report.first_timestamp, empty.report.gaps) == (
+        0,
+        None,
+        (),
+    )
+    all_bad = make_ohlcv(3).assign(close=np.nan)
+    report = _clean(all_bad).report
+    assert (report.rows_kept, report.rows_dropped, report.first_kept) == (0, 3, None)
+    assert DataQualityReport.from_dict(report.to_dict()) == report
