@@ -148,6 +148,21 @@ def test_fetch_candles_retries_fault_then_recovers(
     assert len(sleeps) == 1
 
 
+@pytest.mark.parametrize("fault", ["truncated_json", "html", "empty_body"])
+def test_fetch_candles_garbage_reply_in_bounded_window_is_not_taken_as_empty(
+    emulator, make_source: Source, sleeps: list[float], fault: str
+) -> None:
+    start = _start(emulator.book.frame("BTC/USDT"))
+    emulator.inject("none", fault)  # an empty reply may be genuine here (e.g. before a listing)
+
+    frame = make_source(emulator).fetch_candles(
+        "BTC/USDT", "1h", since=start, until=start + 1500 * HOUR
+    )
+
+    assert len(frame) == 1501
+    assert len(sleeps) == 1
+
+
 @pytest.mark.parametrize("fault", ["duplicate_rows", "out_of_order"])
 def test_fetch_candles_repairs_harmless_disorder_without_retry(
     emulator, make_source: Source, sleeps: list[float], fault: str
@@ -306,6 +321,27 @@ def test_batch_to_frame_rejects_off_grid_candle() -> None:
 
     with pytest.raises(TemporaryExchangeError, match="not on the 1h grid"):
         batch_to_frame(rows, timeframe="1h", server_ms=10**13, expected=True)
+
+
+@pytest.mark.parametrize(
+    ("row", "check"),
+    [
+        ([HOUR_MS, 1.0, float("inf"), 0.5, 1.5, 3.0], "non_finite"),
+        ([HOUR_MS, 0.0, 2.0, 0.0, 1.5, 3.0], "non_positive"),
+        ([HOUR_MS, 1.0, 1.2, 0.5, 1.5, 3.0], "body_outside_range"),
+    ],
+)
+def test_batch_to_frame_rejects_bad_values(row: list[float], check: str) -> None:
+    with pytest.raises(TemporaryExchangeError, match=check):
+        batch_to_frame([row], timeframe="1h", server_ms=10**13, expected=True)
+
+
+def test_batch_to_frame_drops_forming_candle_by_server_time() -> None:
+    rows = [[k * HOUR_MS, 1.0, 2.0, 0.5, 1.5, 3.0] for k in range(3)]
+
+    frame, newest = batch_to_frame(rows, timeframe="1h", server_ms=3 * HOUR_MS - 1, expected=True)
+
+    assert len(frame) == 2 and newest == 2 * HOUR_MS
 
 
 def test_emulator_clock_replays_one_candle_per_interval() -> None:
