@@ -15,7 +15,10 @@ from strategy.costs import BPS
 
 logger = logging.getLogger(__name__)
 
-FillTiming = Literal["next_open", "close"]
+FillTiming = Literal["next_open", "close", "open"]
+"""When a target decided at the close of candle t trades: "next_open" = the open of t+1 (what
+backtrader and the live bot do); "close" = the close of t (backtrader's cheat-on-close);
+"open" = the open of t itself, a look-ahead cheat kept only to show what it would be worth."""
 _SIGNALS = (-1, 0, 1)
 
 
@@ -71,8 +74,8 @@ def simulate_signals(
 
     `positions[t]` (-1, 0, 1) is the target decided at the close of candle t, e.g.
     `ml.signals.signals_from_proba(proba_up, cfg)`. A change is traded at the open of t+1
-    (`fill="close"` fills at the close of t instead: a look-ahead "cheat" kept for tests):
-    close the held units, then open `position_fraction * equity[t] / close[t]` units. Prices
+    (see `FillTiming` for the alternatives used by tests): close the held units, then open
+    `position_fraction * equity / close` units, both taken at the last close before the fill. Prices
     slip by `slippage_bps` against the trader, capped at the candle's high/low; fees are
     `fee_rate` of traded value per side. Like backtrader, an order is refused when the cash
     left after it (fees included) would be negative, checked at the close of t and again at
@@ -98,7 +101,8 @@ def simulate_signals(
     fills: list[tuple[int, float, float, float, str]] = []
     changes = {s: np.flatnonzero(target != s) for s in _SIGNALS}
     last_decision = n - 2 if fill == "next_open" else n - 1
-    filled_to = search_from = 0
+    filled_to = 0
+    search_from = 1 if fill == "open" else 0  # the open of the first candle has no prior close
     while True:
         held = int(np.sign(book.units))
         candidates = changes[held]
@@ -107,13 +111,14 @@ def simulate_signals(
             break
         t = int(candidates[at])
         bar = t + 1 if fill == "next_open" else t
+        reference = close[t - 1] if fill == "open" else close[t]
         equity[filled_to:bar] = book.cash + book.units * close[filled_to:bar]
         units[filled_to:bar] = book.units
-        orders = _orders(book, held, int(target[t]), position_fraction, close[t])
+        orders = _orders(book, held, int(target[t]), position_fraction, reference)
         _fill_orders(
             book,
             orders,
-            reference=close[t],
+            reference=reference,
             bar=bar,
             fill=fill,
             prices=prices,
@@ -172,7 +177,7 @@ def _fill_orders(
 ) -> None:
     accepted = _accepted_at_reference(book.cash, orders, reference=reference, fee_rate=fee_rate)
     book.rejected += len(orders) - len(accepted)
-    base = prices["open" if fill == "next_open" else "close"][bar]
+    base = prices["close" if fill == "close" else "open"][bar]
     for role, size in accepted:
         if size > 0:  # buys slip up, capped at the candle's high
             price = min(base * (1 + slip), prices["high"][bar]) if slip else base

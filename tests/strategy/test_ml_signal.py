@@ -1,0 +1,195 @@
+"""MLSignalStrategy on hand-made candles: fills, sizing, shorts, stops, take-profits, rejections."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import ConfigError
+from core.settings import ExitRuleSettings, SignalSettings, StrategySettings
+from ml.signals import signals_from_proba
+from strategy.ml_signal import check_exit_rules, exit_rule_distance
+from strategy.runner import run_strategy
+from tests.conftest import log_has
+from tests.factories import make_ohlcv
+from tests.strategy.helpers import hand_candles, with_proba
+
+NAN = math.nan
+# bar:     0                   1                     2                    3                    4
+ROWS = [(100, 101, 99, 100), (102, 104, 101, 103), (103, 106, 102, 105), (104, 105, 103, 104),
+        (104, 105, 103, 104)]  # fmt: skip
+
+
+def _run(rows, proba, *, signal=None, **strategy):
+    settings = {"cash": 1000.0, "fee_rate": 0.0, "position_fraction": 0.5, **strategy}
+    return run_strategy(
+        with_proba(hand_candles(rows), proba),
+        timeframe="1h",
+        signal=signal or SignalSettings(),
+        strategy=StrategySettings(**settings),
+    )
+
+
+def test_ml_signal_long_fills_at_next_open_and_sizes_from_close():
+    run = _run(ROWS, [0.6, 0.6, 0.4, NAN, NAN])
+    trade = run.trades.iloc[0]
+    assert len(run.trades) == 1
+    assert trade["entry_time"] == run.equity.index[1] and trade["exit_time"] == run.equity.index[3]
+    assert (trade["entry_price"], trade["exit_price"]) == (102.0, 104.0)  # next opens
+    assert trade["size"] == pytest.approx(0.5 * 1000 / 100)  # fraction * equity / close[t]
+    assert trade["pnl"] == pytest.approx(10.0) and trade["bars_held"] == 2
+    assert trade["exit_reason"] == "signal" and not trade["is_open"]
+    assert run.equity.tolist() == pytest.approx([1000, 1005, 1015, 1010, 1010])
+    assert run.position.tolist() == pytest.approx([0, 5, 5, 0, 0])
+    assert run.orders == 2 and run.fees_paid == 0.0
+
+
+def test_ml_signal_fees_are_percent_of_traded_value_per_side():
+    run = _run(ROWS, [0.6, 0.6, 0.4, NAN, NAN], fee_rate=0.001)
+    trade = run.trades.iloc[0]
+    assert trade["fees"] == pytest.approx(0.001 * 5 * (102 + 104))
+    assert trade["pnl_net"] == pytest.approx(10.0 - 0.001 * 5 * (102 + 104))
+    assert run.fees_paid == pytest.approx(trade["fees"])
+    assert run.equity.iloc[-1] == pytest.approx(1000 + trade["pnl_net"])
+
+
+def test_ml_signal_slippage_moves_fills_against_trader_capped_at_range():
+    rows = [*ROWS]
+    rows[1] = (102, 102.05, 101, 102)  # high just above the open: the buy slip is capped
+    run = _run(rows, [0.6, 0.6, 0.4, NAN, NAN], slippage_bps=10)
+    trade = run.trades.iloc[0]
+    assert trade["entry_price"] == pytest.approx(102.05)
+    assert trade["exit_price"] == pytest.approx(104 * (1 - 0.001))
+
+
+def test_ml_signal_follows_signal_from_proba_hysteresis():
+    candles = make_ohlcv(400, seed=3)
+    proba = np.random.default_rng(3).uniform(0.4, 0.6, len(candles))
+    proba[:20] = np.nan
+    cfg = SignalSettings(long_threshold=0.55, exit_threshold=0.5)
+    run = run_strategy(
+        with_proba(candles, proba), timeframe="1h", signal=cfg, strategy=StrategySettings()
+    )
+    expected = signals_from_proba(proba, cfg)
+    held_after_fill = np.sign(run.position.to_numpy())[1:]
+    assert run.orders_rejected == 0
+    np.testing.assert_array_equal(held_after_fill, expected[:-1])
+
+
+def test_ml_signal_short_side_and_reversal():
+    signal = SignalSettings(allow_short=True)
+    run = _run(ROWS, [0.4, 0.4, 0.6, 0.6, 0.6], signal=signal)
+    short, long = run.trades.iloc[0], run.trades.iloc[1]
+    assert (short["side"], short["entry_price"], short["exit_price"]) == (-1, 102.0, 104.0)
+    assert short["pnl"] == pytest.approx(-5 * 2.0) and short["exit_reason"] == "signal"
+    value_at_decision = 1000 + 5 * 102 - 5 * 105  # cash after the short minus the buy-back value
+    assert long["side"] == 1 and long["entry_price"] == 104.0
+    assert long["size"] == pytest.approx(0.5 * value_at_decision / 105)
+    assert long["is_open"] and long["exit_reason"] == "end" and pd.isna(long["exit_time"])
+    assert long["exit_price"] == 104.0  # marked to the last close
+    assert run.position.iloc[1] == pytest.approx(-5.0)
+
+
+def test_ml_signal_shorts_ignored_without_allow_short():
+    run = _run(ROWS, [0.4, 0.4, 0.3, 0.2, 0.1])
+    assert run.trades.empty and run.orders == 0
+
+
+def test_ml_signal_percent_stop_loss_fills_at_stop_price():
+    rows = [*ROWS]
+    rows[2] = (103, 104, 99, 100)  # low crosses the 2 % stop at 99.96
+    run = _run(rows, [0.6, NAN, NAN, NAN, NAN], stop_loss={"kind": "percent", "value": 2.0})
+    trade = run.trades.iloc[0]
+    assert trade["exit_reason"] == "stop_loss"
+    assert trade["exit_price"] == pytest.approx(102 * 0.98)
+    assert trade["exit_time"] == run.equity.index[2]
+
+
+def test_ml_signal_stop_loss_gap_fills_at_open():
+    rows = [*ROWS]
+    rows[2] = (95, 96, 94, 95)  # opens below the stop
+    run = _run(rows, [0.6, NAN, NAN, NAN, NAN], stop_loss={"kind": "percent", "value": 2.0})
+    assert run.trades.iloc[0]["exit_price"] == 95.0
+    assert run.trades.iloc[0]["exit_reason"] == "stop_loss"
+
+
+def test_ml_signal_take_profit_and_stop_in_one_candle_assumes_stop_first():
+    rows = [*ROWS]
+    rows[2] = (103, 106, 99, 103)  # both 99.96 (stop) and 105.06 (take-profit) are touched
+    run = _run(
+        rows,
+        [0.6, NAN, NAN, NAN, NAN],
+        stop_loss={"kind": "percent", "value": 2.0},
+        take_profit={"kind": "percent", "value": 3.0},
+    )
+    assert len(run.trades) == 1 and run.trades.iloc[0]["exit_reason"] == "stop_loss"
+    assert run.position.iloc[-1] == 0.0  # the OCO sibling was cancelled, no stray order
+
+
+def test_ml_signal_take_profit_fills_at_limit_price():
+    run = _run(ROWS, [0.6, 0.6, 0.6, 0.6, 0.6], take_profit={"kind": "percent", "value": 3.0})
+    first = run.trades.iloc[0]
+    assert first["exit_reason"] == "take_profit"
+    assert first["exit_price"] == pytest.approx(102 * 1.03)  # bar 2 high 106 crosses 105.06
+    # still long by signal: the flat strategy re-enters from flat at the next open
+    assert run.trades.iloc[1]["entry_time"] == run.equity.index[3]
+
+
+def test_ml_signal_short_stop_loss_buys_back_at_stop():
+    rows = [*ROWS]
+    rows[2] = (103, 106, 102, 103)
+    run = _run(
+        rows,
+        [0.4, NAN, NAN, NAN, NAN],
+        signal=SignalSettings(allow_short=True),
+        stop_loss={"kind": "percent", "value": 2.0},
+    )
+    trade = run.trades.iloc[0]
+    assert trade["side"] == -1 and trade["exit_reason"] == "stop_loss"
+    assert trade["exit_price"] == pytest.approx(102 * 1.02)
+
+
+def test_ml_signal_atr_stop_uses_atr_known_at_entry_decision():
+    frame = with_proba(
+        hand_candles([*ROWS[:2], (103, 104, 98.5, 100), *ROWS[3:]]), [0.6] + [NAN] * 4
+    )
+    frame["atr"] = [2.0, 50.0, 50.0, 50.0, 50.0]  # later ATR values must not move the stop
+    run = run_strategy(
+        frame,
+        timeframe="1h",
+        signal=SignalSettings(),
+        strategy=StrategySettings(fee_rate=0.0, stop_loss={"kind": "atr", "value": 1.5}),
+    )
+    assert run.trades.iloc[0]["exit_price"] == pytest.approx(102 - 1.5 * 2.0)
+
+
+def test_ml_signal_atr_rule_without_atr_column_is_a_config_error():
+    with pytest.raises(ConfigError, match="add_atr"):
+        _run(ROWS, [0.6] * 5, stop_loss={"kind": "atr", "value": 2.0})
+
+
+def test_ml_signal_unaffordable_entry_is_rejected_and_logged(caplog):
+    rows = [*ROWS]
+    rows[1] = (110, 111, 109, 110)  # a +10 % gap: 0.95 of equity at 100 costs 1045 at 110
+    with caplog.at_level(logging.WARNING):
+        run = _run(rows, [0.6, NAN, NAN, NAN, NAN], position_fraction=0.95)
+    assert run.orders_rejected == 1 and run.trades.empty
+    assert log_has(caplog, "rejected (Margin)", logging.WARNING)
+
+
+def test_exit_rule_distance_percent_and_atr():
+    percent = ExitRuleSettings(kind="percent", value=2.0)
+    atr = ExitRuleSettings(kind="atr", value=2.0)
+    assert exit_rule_distance(percent, entry_price=50.0, atr=NAN) == pytest.approx(1.0)
+    assert exit_rule_distance(atr, entry_price=50.0, atr=0.5) == pytest.approx(1.0)
+    assert exit_rule_distance(atr, entry_price=50.0, atr=NAN) is None
+    assert exit_rule_distance(ExitRuleSettings(), entry_price=50.0, atr=1.0) is None
+
+
+def test_check_exit_rules_refuses_full_percent_stop():
+    with pytest.raises(ConfigError, match="stop_loss"):
+        check_exit_rules(ExitRuleSettings(kind="percent", value=100.0), ExitRuleSettings())
