@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from core.errors import AppError
 from core.logging import setup_logging
 from core.settings import load_settings
+from data.cli import app as data_app
+from ml.cli import models_app, train_command
+from storage.cli import app as db_app
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("config.yaml")
 
 
-class _App(typer.Typer):
-    """Typer app that turns expected failures (`AppError`) into one line and exit code 2."""
+class _Group(TyperGroup):
+    """Root command group that turns expected failures (`AppError`) into one line and exit 2."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context type is private
+        if not sys.stdout.isatty():  # rich would wrap tables at 80 columns in pipes and logs
+            os.environ.setdefault("COLUMNS", "160")
         try:
-            return super().__call__(*args, **kwargs)
+            return super().invoke(ctx)
         except AppError as e:
             typer.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            raise typer.Exit(2) from e
 
 
-app = _App(
+app = typer.Typer(
+    cls=_Group,
     name="cryptopred",
     help="Predict crypto candle direction with walk-forward ML; backtest, run live, serve.",
     no_args_is_help=True,
@@ -56,6 +64,12 @@ def _root(
     if not explicit:
         logger.info("No %s here; using built-in defaults", config)
     ctx.obj = settings
+
+
+app.add_typer(data_app, name="data")
+app.command("train")(train_command)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
 
 
 @app.command()

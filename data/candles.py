@@ -1,0 +1,173 @@
+"""Getting the configured candles: import a file or download via ccxt; clean, report, cache."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import DataError, ExchangeError, ExchangeUnavailableError
+from core.settings import DataSettings, ExchangeSettings, Secrets, Settings
+from data.cache import cache_path, merge_candles, read_cache, update_cache, write_cache
+from data.exchange import CandleSource, CcxtCandleSource
+from data.files import infer_timeframe, read_candle_file
+from data.quality import DataQualityReport, clean_candles, save_report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCandles:
+    """Clean candles plus the quality report that describes how they were obtained."""
+
+    frame: pd.DataFrame
+    report: DataQualityReport
+    cache_file: Path
+    symbol: str
+    timeframe: str
+    origin: str
+
+
+def report_path_for(cache_file: Path) -> Path:
+    """Where the quality report of a cache file lives (next to it).
+
+    >>> report_path_for(Path("var/cache/binance/BTC_USDT-1h.parquet")).name
+    'BTC_USDT-1h.quality.json'
+    """
+    return cache_file.with_name(cache_file.name.removesuffix(".parquet") + ".quality.json")
+
+
+def resolve_file_timeframe(path: Path, frame: pd.DataFrame, requested: str | None) -> str:
+    """The timeframe of a candle file: the requested one, checked against what the file holds."""
+    inferred = infer_timeframe(pd.DatetimeIndex(frame.index))
+    if requested is None:
+        if inferred is None:
+            raise DataError(f"{path}: cannot tell the timeframe of these candles; pass --timeframe")
+        return inferred
+    if inferred is not None and inferred != requested:
+        raise DataError(
+            f"{path} holds {inferred} candles but timeframe {requested} was requested; "
+            f"pass --timeframe {inferred} (or the matching file)"
+        )
+    return requested
+
+
+def import_candles(
+    path: Path,
+    *,
+    symbol: str,
+    timeframe: str | None,
+    exchange_id: str,
+    cfg: DataSettings,
+) -> PreparedCandles:
+    """Read a candle file, clean it with the configured policies, merge it into the cache."""
+    raw = read_candle_file(path)
+    resolved = resolve_file_timeframe(path, raw.frame, timeframe)
+    clean = clean_candles(
+        raw.frame,
+        timeframe=resolved,
+        cfg=cfg.quality,
+        rows_read=raw.rows_read,
+        symbol=symbol,
+        source=str(path),
+        format_name=raw.format_name,
+        notes=raw.notes,
+    )
+    target = cache_path(cfg.cache_dir, exchange_id, symbol, resolved)
+    existing = read_cache(target)
+    merged = clean.frame if existing is None else merge_candles(existing, clean.frame)
+    write_cache(merged, target)
+    save_report(clean.report, report_path_for(target))
+    logger.info("Imported %d candles from %s into %s", len(clean.frame), path, target)
+    return PreparedCandles(clean.frame, clean.report, target, symbol, resolved, f"file:{path}")
+
+
+def download_candles(
+    source: CandleSource,
+    *,
+    symbol: str,
+    timeframe: str,
+    since: datetime,
+    until: datetime | None = None,
+    cfg: DataSettings,
+    progress: Callable[[int], None] | None = None,
+) -> PreparedCandles:
+    """Bring the cache up to date through `source`, then report on the cached candles."""
+    frame = update_cache(
+        source,
+        cache_dir=cfg.cache_dir,
+        symbol=symbol,
+        timeframe=timeframe,
+        since=since,
+        until=until,
+        progress=progress,
+    )
+    frame = frame.loc[frame.index >= pd.Timestamp(since)]
+    if until is not None:
+        frame = frame.loc[frame.index <= pd.Timestamp(until)]
+    if frame.empty:
+        raise DataError(
+            f"{source.exchange_id} returned no {symbol} {timeframe} candles since {since}"
+        )
+    clean = clean_candles(
+        frame,
+        timeframe=timeframe,
+        cfg=cfg.quality,
+        symbol=symbol,
+        source=f"exchange:{source.exchange_id}",
+        format_name="ccxt",
+    )
+    target = cache_path(cfg.cache_dir, source.exchange_id, symbol, timeframe)
+    save_report(clean.report, report_path_for(target))
+    return PreparedCandles(
+        clean.frame, clean.report, target, symbol, timeframe, f"exchange:{source.exchange_id}"
+    )
+
+
+def open_exchange(cfg: ExchangeSettings, *, secrets: Secrets | None = None) -> CcxtCandleSource:
+    """A ccxt source after one quick reachability probe, so an offline machine fails fast."""
+    probe = CcxtCandleSource(
+        cfg.model_copy(update={"retry": cfg.retry.model_copy(update={"max_attempts": 1})})
+    )
+    try:
+        probe.server_time()
+    except ExchangeError as e:
+        raise ExchangeUnavailableError(
+            f"cannot reach {cfg.id} ({e}); offline? import candles instead: "
+            "`make run DATA=path/to/file.csv` or `--data FILE`"
+        ) from e
+    return CcxtCandleSource(cfg, secrets=secrets)
+
+
+def prepare_candles(
+    settings: Settings,
+    *,
+    file: Path | None = None,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PreparedCandles:
+    """The main jobs' candles: import `file` (or `data.file`) if given, else download via ccxt."""
+    symbol = symbol or settings.data.symbol
+    file = file or settings.data.file
+    if file is not None:
+        return import_candles(
+            file,
+            symbol=symbol,
+            timeframe=timeframe,
+            exchange_id=settings.exchange.id,
+            cfg=settings.data,
+        )
+    source = open_exchange(settings.exchange, secrets=settings.secrets)
+    return download_candles(
+        source,
+        symbol=symbol,
+        timeframe=timeframe or settings.data.timeframe,
+        since=settings.data.since,
+        cfg=settings.data,
+        progress=progress,
+    )
