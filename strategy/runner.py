@@ -151,7 +151,7 @@ def trades_frame(records: list[TradeRecord], *, index: pd.Index, last_close: flo
     return pd.DataFrame(
         {
             "entry_time": index[entry_bar],
-            "exit_time": exit_time.to_numpy(),
+            "exit_time": exit_time.array,
             "side": side,
             "size": size,
             "entry_price": entry_price,
@@ -161,7 +161,7 @@ def trades_frame(records: list[TradeRecord], *, index: pd.Index, last_close: flo
             "fees": fees,
             "bars_held": exit_bar - entry_bar,
             "is_open": is_open,
-            "exit_reason": [r.exit_reason for r in records],
+            "exit_reason": pd.array([r.exit_reason for r in records], dtype="str"),
         }
     )
 
@@ -182,6 +182,6 @@ def empty_trades(index: pd.Index) -> pd.DataFrame:
             "fees": pd.Series([], dtype="float64"),
             "bars_held": pd.Series([], dtype="int64"),
             "is_open": pd.Series([], dtype="bool"),
-            "exit_reason": pd.Series([], dtype="object"),
+            "exit_reason": pd.array([], dtype="str"),
         }
     )

@@ -31,6 +31,8 @@ class VectorRun:
         position: signed units held after each candle.
         fills: one row per filled order: `time` (candle whose price filled it), `size`
             (signed units), `price`, `fee`, `role` ("entry" or "exit").
+        trades: round trips with the columns and meaning of `StrategyRun.trades`
+            (`exit_reason` is "signal", or "end" for a trade still open).
         n_trades: filled entries (round trips started).
         orders: filled orders; `orders_rejected`: refused for lack of cash.
         fees_paid: sum of fees; `traded_value`: sum of |size| * price over fills.
@@ -39,6 +41,7 @@ class VectorRun:
     equity: pd.Series
     position: pd.Series
     fills: pd.DataFrame
+    trades: pd.DataFrame
     n_trades: int
     orders: int
     orders_rejected: int
@@ -129,7 +132,7 @@ def simulate_signals(
         filled_to, search_from = bar, t + 1
     equity[filled_to:] = book.cash + book.units * close[filled_to:]
     units[filled_to:] = book.units
-    return _result(frame.index, equity, units, fills, book.rejected)
+    return _result(frame.index, close, equity, units, fills, book.rejected)
 
 
 def _checked_positions(frame: pd.DataFrame, positions: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -207,6 +210,7 @@ def _accepted_at_reference(
 
 def _result(
     index: pd.Index,
+    closes: npt.NDArray[np.float64],
     equity: npt.NDArray[np.float64],
     units: npt.NDArray[np.float64],
     fills: list[tuple[int, float, float, float, str]],
@@ -224,9 +228,46 @@ def _result(
         equity=pd.Series(equity, index=index, name="equity"),
         position=pd.Series(units, index=index, name="position"),
         fills=fills_frame,
+        trades=_trades_from_fills(fills_frame, bars, index=index, last_close=float(closes[-1])),
         n_trades=sum(role == "entry" for role in roles),
         orders=len(fills),
         orders_rejected=rejected,
         fees_paid=float(fees.sum()),
         traded_value=float(np.abs(sizes * fill_prices).sum()),
+    )
+
+
+def _trades_from_fills(
+    fills: pd.DataFrame, bars: npt.NDArray[np.int64], *, index: pd.Index, last_close: float
+) -> pd.DataFrame:
+    """Pair each entry with the exit that follows it (an open trade is marked to the last close)."""
+    roles = fills["role"].to_numpy(dtype=object)
+    sizes, prices, fees = (fills[col].to_numpy(dtype="float64") for col in ("size", "price", "fee"))
+    entries = np.flatnonzero(roles == "entry")
+    following = np.minimum(entries + 1, max(len(roles) - 1, 0))
+    closed = (
+        (entries + 1 < len(roles)) & (roles[following] == "exit") if len(entries) else entries > 0
+    )
+    side = np.sign(sizes[entries]).astype("int64")
+    size = np.abs(sizes[entries])
+    exit_price = np.where(closed, prices[following], last_close)
+    pnl = side * size * (exit_price - prices[entries])
+    total_fees = fees[entries] + np.where(closed, fees[following], 0.0)
+    exit_bar = np.where(closed, bars[following], len(index))
+    exit_time = pd.Series(index[np.minimum(exit_bar, len(index) - 1)]).where(closed)
+    return pd.DataFrame(
+        {
+            "entry_time": index[bars[entries]],
+            "exit_time": exit_time.array,
+            "side": side,
+            "size": size,
+            "entry_price": prices[entries],
+            "exit_price": exit_price,
+            "pnl": pnl,
+            "pnl_net": pnl - total_fees,
+            "fees": total_fees,
+            "bars_held": (exit_bar - bars[entries]).astype("int64"),
+            "is_open": ~closed,
+            "exit_reason": pd.array(["signal" if done else "end" for done in closed], dtype="str"),
+        }
     )

@@ -11,6 +11,7 @@ import pytest
 from core.errors import DataValidationError
 from core.settings import SignalSettings, StrategySettings
 from ml.signals import signals_from_proba
+from strategy import runner
 from strategy.runner import StrategyRun, run_strategy
 from strategy.vectorized import VectorRun, simulate_signals
 from tests.factories import make_ohlcv
@@ -42,6 +43,7 @@ def _assert_engines_agree(run: StrategyRun, twin: VectorRun) -> None:
     assert twin.fees_paid == pytest.approx(run.fees_paid, rel=1e-9)
     entries = twin.fills[twin.fills["role"] == "entry"]
     np.testing.assert_allclose(entries["price"], run.trades["entry_price"], rtol=1e-12)
+    pd.testing.assert_frame_equal(twin.trades, run.trades, rtol=1e-9)
 
 
 @pytest.mark.parametrize("allow_short", [False, True])
@@ -156,6 +158,34 @@ def test_simulate_signals_hand_example():
     final = cash + size * opens[2] * 0.99
     assert twin.equity.tolist() == pytest.approx([1000.0, expected_bar1, final, final])
     assert (twin.n_trades, twin.orders) == (1, 2)
+
+
+def test_simulate_signals_trades_table_pairs_fills_and_marks_open_trade():
+    candles = make_ohlcv(6, seed=8)
+    twin = simulate_signals(
+        candles,
+        [1, 0, 0, 1, 1, 1],
+        cash=1000.0,
+        fee_rate=0.001,
+        slippage_bps=0.0,
+        position_fraction=0.5,
+    )
+    closed, still_open = twin.trades.iloc[0], twin.trades.iloc[1]
+    assert list(twin.trades.columns) == list(runner.TRADE_COLUMNS)
+    assert (closed["entry_time"], closed["exit_time"]) == (candles.index[1], candles.index[2])
+    assert closed["exit_reason"] == "signal" and closed["bars_held"] == 1
+    assert closed["fees"] == pytest.approx(twin.fills["fee"].iloc[:2].sum())
+    assert still_open["is_open"] and pd.isna(still_open["exit_time"])
+    assert still_open["exit_price"] == candles["close"].iloc[-1] and still_open["bars_held"] == 2
+    assert twin.equity.iloc[-1] == pytest.approx(1000.0 + twin.trades["pnl_net"].sum())
+
+
+def test_simulate_signals_without_trades_has_runner_shaped_empty_table():
+    candles = make_ohlcv(5)
+    twin = simulate_signals(
+        candles, np.zeros(5), cash=1000.0, fee_rate=0.0, slippage_bps=0.0, position_fraction=0.5
+    )
+    pd.testing.assert_frame_equal(twin.trades, runner.empty_trades(candles.index))
 
 
 def test_simulate_signals_last_candle_decision_never_fills():
