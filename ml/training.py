@@ -122,17 +122,9 @@ def fit_window(
     pipeline = build_pipeline(algorithm, ml, params=best_params, y_train=y_fit)
     balance = ml.preprocessing.class_weight == "balanced"
     fit_pipeline(pipeline, X_fit, y_fit, X_val=X_val, y_val=y_val, balance_classes=balance)
-    estimator = calibrate(
-        pipeline, X_val, y_val, method=ml.calibration.method if has_val else "none"
-    )
-    threshold, val_metrics = 0.5, None
-    permutation = pd.Series(np.nan, index=pd.Index(X_fit.columns, name="feature"))
-    if has_val:
-        proba_val = estimator.predict_proba(X_val)[:, 1]
-        if ml.calibration.tune_threshold:
-            threshold = choose_threshold(y_val, proba_val)
-        val_metrics = classification_metrics(y_val, proba_val, threshold=threshold)
-        permutation = _permutation_importance(pipeline, X_val, y_val, ml.seed)
+    method = ml.calibration.method if has_val else "none"
+    estimator = calibrate(pipeline, X_val, y_val, method=method)
+    threshold, val_metrics, permutation = _validation_choices(estimator, pipeline, X_val, y_val, ml)
     native = native_importances(pipeline, list(X_fit.columns))
     if native is None:
         native = pd.Series(np.nan, index=pd.Index(X_fit.columns, name="feature"))
@@ -148,6 +140,18 @@ def fit_window(
         n_fit=len(X_fit),
         fit_seconds=time.perf_counter() - started,
     )
+
+
+def _validation_choices(
+    estimator: Any, pipeline: Pipeline, X_val: pd.DataFrame, y_val: pd.Series, ml: MLSettings
+) -> tuple[float, ClassificationMetrics | None, pd.Series]:
+    """Threshold, validation metrics and permutation importance (defaults without validation)."""
+    if len(X_val) == 0:
+        return 0.5, None, pd.Series(np.nan, index=pd.Index(X_val.columns, name="feature"))
+    proba_val = estimator.predict_proba(X_val)[:, 1]
+    threshold = choose_threshold(y_val, proba_val) if ml.calibration.tune_threshold else 0.5
+    metrics = classification_metrics(y_val, proba_val, threshold=threshold)
+    return threshold, metrics, _permutation_importance(pipeline, X_val, y_val, ml.seed)
 
 
 def final_window(

@@ -302,6 +302,33 @@ def _log_fold(output: _FoldOutput, n_folds: int) -> None:
     )
 
 
+def _baselines(
+    dataset: Dataset, predictions: pd.DataFrame, outputs: list[_FoldOutput], horizon: int
+) -> Baselines:
+    # persistence: the direction of the last completed `horizon`-bar move, known at row t
+    previous = (dataset.forward_return.shift(horizon) > 0).astype(np.int64)
+    majority = np.concatenate(
+        [np.full(len(out.predictions), out.train_majority) for out in outputs]
+    )
+    return baseline_accuracies(
+        predictions["y_true"],
+        previous_direction=previous.loc[predictions.index],
+        train_majority=majority,
+    )
+
+
+def _importances(outputs: list[_FoldOutput]) -> pd.DataFrame:
+    """Mean over folds of native and permutation importance, most important first."""
+    importances = pd.DataFrame(
+        {
+            "native": pd.concat([out.native for out in outputs], axis=1).mean(axis=1),
+            "permutation": pd.concat([out.permutation for out in outputs], axis=1).mean(axis=1),
+        }
+    ).sort_values("permutation", ascending=False)
+    importances.index.name = "feature"
+    return importances
+
+
 def run_walk_forward(
     dataset: Dataset,
     ml: MLSettings,
@@ -333,14 +360,7 @@ def run_walk_forward(
     predictions.index.name = "timestamp"
     y_true, proba = predictions["y_true"], predictions["proba_up"]
     thresholds = predictions["threshold"].to_numpy()
-    # persistence: the direction of the last completed `horizon`-bar move, known at row t
-    previous = (dataset.forward_return.shift(horizon) > 0).astype(np.int64)
-    majority = np.concatenate(
-        [np.full(len(out.predictions), out.train_majority) for out in outputs]
-    )
-    baselines = baseline_accuracies(
-        y_true, previous_direction=previous.loc[predictions.index], train_majority=majority
-    )
+    baselines = _baselines(dataset, predictions, outputs, horizon)
     significance = assess_significance(
         y_true,
         proba,
@@ -349,13 +369,6 @@ def run_walk_forward(
         block_bars=_bars_per_day(dataset.X.index),
         seed=ml.seed,
     )
-    importances = pd.DataFrame(
-        {
-            "native": pd.concat([out.native for out in outputs], axis=1).mean(axis=1),
-            "permutation": pd.concat([out.permutation for out in outputs], axis=1).mean(axis=1),
-        }
-    ).sort_values("permutation", ascending=False)
-    importances.index.name = "feature"
     return WalkForwardResult(
         algorithm=algorithm,
         predictions=predictions,
@@ -363,6 +376,6 @@ def run_walk_forward(
         metrics=classification_metrics(y_true, proba, threshold=thresholds),
         baselines=baselines,
         significance=significance,
-        importances=importances,
+        importances=_importances(outputs),
         fit_seconds=time.perf_counter() - started,
     )
