@@ -347,3 +347,14 @@ def test_run_walk_forward_parallel_matches_sequential() -> None:
     sequential = run_walk_forward(dataset, ml, algorithm="logreg", compute=ComputeSettings())
     parallel = run_walk_forward(dataset, ml, algorithm="logreg", compute=ComputeSettings(n_jobs=2))
     pd.testing.assert_frame_equal(sequential.predictions, parallel.predictions)
+
+
+def test_run_walk_forward_holdout_mode_scores_the_last_15_percent() -> None:
+    dataset = make_hand_dataset(phi=0.2, n=1000)
+    result = run_walk_forward(
+        dataset, small_ml(mode="holdout"), algorithm="logreg", compute=ComputeSettings()
+    )
+    (fold,) = result.folds
+    assert fold.n_test == 1000 - 850 - 1
+    assert fold.validation_start == dataset.X.index[700]
+    assert result.predictions.index[0] == dataset.X.index[851]
