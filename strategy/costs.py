@@ -43,11 +43,15 @@ def configure_broker(cerebro: bt.Cerebro, cfg: StrategySettings) -> None:
     Slippage moves every fill against the trader by `slippage_bps` of the price (market orders
     at the next open included: `slip_open=True`). A slipped price outside the candle's range is
     capped at its high (buys) or low (sells) (`slip_match=True, slip_out=False`), because no
-    trade printed beyond it; `strategy.vectorized` applies the same cap.
+    trade printed beyond it; `strategy.vectorized` applies the same cap. An order opening a
+    position is refused (status Margin) when its cost plus fee exceeds the cash at the fill.
     """
     broker = cerebro.getbroker()
     broker.setcash(cfg.cash)
     broker.addcommissioninfo(FractionalPercentCommission(commission=cfg.fee_rate))
+    # No pseudo-execution at submission: it would add up the resting stop-loss and take-profit
+    # of a short as if both could fill and refuse them; cash is checked at the fill instead.
+    broker.set_checksubmit(False)
     broker.set_slippage_perc(
         cfg.slippage_bps * BPS,
         slip_open=True,

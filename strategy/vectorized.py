@@ -80,9 +80,9 @@ def simulate_signals(
     (see `FillTiming` for the alternatives used by tests): close the held units, then open
     `position_fraction * equity / close` units, both taken at the last close before the fill. Prices
     slip by `slippage_bps` against the trader, capped at the candle's high/low; fees are
-    `fee_rate` of traded value per side. Like backtrader, an order is refused when the cash
-    left after it (fees included) would be negative, checked at the close of t and again at
-    the fill price. Stop-loss/take-profit orders are NOT simulated here: compare it only with
+    `fee_rate` of traded value per side. Like backtrader (as `configure_broker` sets it up), an
+    entry is refused when the cash left after it at the fill price, fees included, would be
+    negative. Stop-loss/take-profit orders are NOT simulated here: compare it only with
     runs that have them off. Only the candles where the target changes are visited in Python;
     equity between them is filled with numpy.
 
@@ -121,7 +121,6 @@ def simulate_signals(
         _fill_orders(
             book,
             orders,
-            reference=reference,
             bar=bar,
             fill=fill,
             prices=prices,
@@ -170,7 +169,6 @@ def _fill_orders(
     book: _Book,
     orders: list[tuple[str, float]],
     *,
-    reference: float,
     bar: int,
     fill: FillTiming,
     prices: dict[str, npt.NDArray[np.float64]],
@@ -178,10 +176,8 @@ def _fill_orders(
     slip: float,
     fills: list[tuple[int, float, float, float, str]],
 ) -> None:
-    accepted = _accepted_at_reference(book.cash, orders, reference=reference, fee_rate=fee_rate)
-    book.rejected += len(orders) - len(accepted)
     base = prices["close" if fill == "close" else "open"][bar]
-    for role, size in accepted:
+    for role, size in orders:
         if size > 0:  # buys slip up, capped at the candle's high
             price = min(base * (1 + slip), prices["high"][bar]) if slip else base
         else:  # sells slip down, capped at the candle's low
@@ -194,18 +190,6 @@ def _fill_orders(
         book.cash = cash_after
         book.units = 0.0 if role == "exit" else book.units + size
         fills.append((bar, size, price, fee, role))
-
-
-def _accepted_at_reference(
-    cash: float, orders: list[tuple[str, float]], *, reference: float, fee_rate: float
-) -> list[tuple[str, float]]:
-    """backtrader's submit check: pseudo-execute in order at the decision close, keep cash >= 0."""
-    accepted = []
-    for role, size in orders:
-        cash = cash - size * reference - abs(size) * fee_rate * reference
-        if cash >= 0.0:
-            accepted.append((role, size))
-    return accepted
 
 
 def _result(

@@ -22,6 +22,8 @@ NAN = math.nan
 # bar:     0                   1                     2                    3                    4
 ROWS = [(100, 101, 99, 100), (102, 104, 101, 103), (103, 106, 102, 105), (104, 105, 103, 104),
         (104, 105, 103, 104)]  # fmt: skip
+HOLD_LONG = [0.6, 0.52, 0.52, 0.52, 0.52]  # enter, then hold without re-entering after an exit
+HOLD_SHORT = [0.4, 0.48, 0.48, 0.48, 0.48]
 
 
 def _run(rows, proba, *, signal=None, **strategy):
@@ -102,8 +104,9 @@ def test_ml_signal_shorts_ignored_without_allow_short():
 def test_ml_signal_percent_stop_loss_fills_at_stop_price():
     rows = [*ROWS]
     rows[2] = (103, 104, 99, 100)  # low crosses the 2 % stop at 99.96
-    run = _run(rows, [0.6, NAN, NAN, NAN, NAN], stop_loss={"kind": "percent", "value": 2.0})
+    run = _run(rows, HOLD_LONG, stop_loss={"kind": "percent", "value": 2.0})
     trade = run.trades.iloc[0]
+    assert len(run.trades) == 1 and run.position.iloc[-1] == 0.0
     assert trade["exit_reason"] == "stop_loss"
     assert trade["exit_price"] == pytest.approx(102 * 0.98)
     assert trade["exit_time"] == run.equity.index[2]
@@ -112,7 +115,7 @@ def test_ml_signal_percent_stop_loss_fills_at_stop_price():
 def test_ml_signal_stop_loss_gap_fills_at_open():
     rows = [*ROWS]
     rows[2] = (95, 96, 94, 95)  # opens below the stop
-    run = _run(rows, [0.6, NAN, NAN, NAN, NAN], stop_loss={"kind": "percent", "value": 2.0})
+    run = _run(rows, HOLD_LONG, stop_loss={"kind": "percent", "value": 2.0})
     assert run.trades.iloc[0]["exit_price"] == 95.0
     assert run.trades.iloc[0]["exit_reason"] == "stop_loss"
 
@@ -122,12 +125,21 @@ def test_ml_signal_take_profit_and_stop_in_one_candle_assumes_stop_first():
     rows[2] = (103, 106, 99, 103)  # both 99.96 (stop) and 105.06 (take-profit) are touched
     run = _run(
         rows,
-        [0.6, NAN, NAN, NAN, NAN],
+        HOLD_LONG,
         stop_loss={"kind": "percent", "value": 2.0},
         take_profit={"kind": "percent", "value": 3.0},
     )
     assert len(run.trades) == 1 and run.trades.iloc[0]["exit_reason"] == "stop_loss"
     assert run.position.iloc[-1] == 0.0  # the OCO sibling was cancelled, no stray order
+
+
+def test_ml_signal_signal_exit_cancels_resting_stop():
+    rows = [*ROWS]
+    rows[2] = (103, 104, 99, 100)  # the exit candle also crosses the 2 % stop at 99.96
+    run = _run(rows, [0.6, 0.4, NAN, NAN, NAN], stop_loss={"kind": "percent", "value": 2.0})
+    assert len(run.trades) == 1 and run.position.iloc[-1] == 0.0  # no stray short
+    assert run.trades.iloc[0]["exit_reason"] == "signal"
+    assert run.trades.iloc[0]["exit_price"] == 103.0  # the open, before the stop could trigger
 
 
 def test_ml_signal_take_profit_fills_at_limit_price():
@@ -144,19 +156,18 @@ def test_ml_signal_short_stop_loss_buys_back_at_stop():
     rows[2] = (103, 106, 102, 103)
     run = _run(
         rows,
-        [0.4, NAN, NAN, NAN, NAN],
+        HOLD_SHORT,
         signal=SignalSettings(allow_short=True),
         stop_loss={"kind": "percent", "value": 2.0},
     )
     trade = run.trades.iloc[0]
+    assert len(run.trades) == 1 and run.position.iloc[-1] == 0.0
     assert trade["side"] == -1 and trade["exit_reason"] == "stop_loss"
     assert trade["exit_price"] == pytest.approx(102 * 1.02)
 
 
 def test_ml_signal_atr_stop_uses_atr_known_at_entry_decision():
-    frame = with_proba(
-        hand_candles([*ROWS[:2], (103, 104, 98.5, 100), *ROWS[3:]]), [0.6] + [NAN] * 4
-    )
+    frame = with_proba(hand_candles([*ROWS[:2], (103, 104, 98.5, 100), *ROWS[3:]]), HOLD_LONG)
     frame["atr"] = [2.0, 50.0, 50.0, 50.0, 50.0]  # later ATR values must not move the stop
     run = run_strategy(
         frame,
@@ -165,6 +176,7 @@ def test_ml_signal_atr_stop_uses_atr_known_at_entry_decision():
         strategy=StrategySettings(fee_rate=0.0, stop_loss={"kind": "atr", "value": 1.5}),
     )
     assert run.trades.iloc[0]["exit_price"] == pytest.approx(102 - 1.5 * 2.0)
+    assert run.trades.iloc[0]["exit_reason"] == "stop_loss"
 
 
 def test_ml_signal_atr_rule_without_atr_column_is_a_config_error():
@@ -193,3 +205,21 @@ def test_exit_rule_distance_percent_and_atr():
 def test_check_exit_rules_refuses_full_percent_stop():
     with pytest.raises(ConfigError, match="stop_loss"):
         check_exit_rules(ExitRuleSettings(kind="percent", value=100.0), ExitRuleSettings())
+
+
+def test_ml_signal_short_keeps_wide_stop_and_take_profit_together():
+    # Both resting buy orders together cost more than the cash: they must still both be live.
+    rows = [*ROWS]
+    rows[2] = (101, 101.5, 98, 99)  # low crosses the 3 % take-profit at 98.94
+    run = _run(
+        rows,
+        HOLD_SHORT,
+        signal=SignalSettings(allow_short=True),
+        position_fraction=0.95,
+        stop_loss={"kind": "percent", "value": 10.0},
+        take_profit={"kind": "percent", "value": 3.0},
+    )
+    assert run.orders_rejected == 0
+    trade = run.trades.iloc[0]
+    assert trade["exit_reason"] == "take_profit"
+    assert trade["exit_price"] == pytest.approx(102 * 0.97)
