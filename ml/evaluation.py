@@ -18,7 +18,7 @@ from core.errors import NotEnoughDataError
 logger = logging.getLogger(__name__)
 
 ArrayLike = npt.ArrayLike
-BASELINE_NAMES: tuple[str, ...] = ("always_up", "train_majority", "persistence")
+BASELINE_NAMES: tuple[str, ...] = ("always_up", "train_majority", "persistence", "reversal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ class Baselines:
     always_up: float
     train_majority: float
     persistence: float
+    reversal: float
 
     @property
     def best_name(self) -> str:
@@ -186,12 +187,15 @@ def classification_report_text(
 def baseline_accuracies(
     y_true: ArrayLike, *, previous_direction: ArrayLike, train_majority: int | ArrayLike
 ) -> Baselines:
-    """Accuracy of always-UP, the training-majority class and persistence (last direction again).
+    """Accuracy of always-UP, the training-majority class, persistence (last direction again)
+    and reversal (the opposite of the last direction: hourly crypto closes often mean-revert).
 
     `train_majority` is one class or one per row (each walk-forward fold has its own majority).
+    Taking the best of persistence and reversal after the fact favours the baselines: the
+    comparison is conservative on purpose.
 
     >>> baseline_accuracies([1, 0, 1, 1], previous_direction=[0, 0, 1, 0], train_majority=0)
-    Baselines(always_up=0.75, train_majority=0.25, persistence=0.5)
+    Baselines(always_up=0.75, train_majority=0.25, persistence=0.5, reversal=0.5)
     """
     y = np.asarray(y_true).astype(np.int64).ravel()
     previous = np.asarray(previous_direction).astype(np.int64).ravel()
@@ -204,6 +208,7 @@ def baseline_accuracies(
         always_up=float(np.mean(y == 1)),
         train_majority=float(np.mean(y == majority)),
         persistence=float(np.mean(y == previous)),
+        reversal=float(np.mean(y == 1 - previous)),
     )
 
 

@@ -106,7 +106,7 @@ def test_baseline_accuracies_hand_example_and_best() -> None:
     b = baseline_accuracies(
         [1, 0, 0, 0], previous_direction=[1, 1, 0, 0], train_majority=[1, 0, 0, 0]
     )
-    assert b == Baselines(always_up=0.25, train_majority=1.0, persistence=0.75)
+    assert b == Baselines(always_up=0.25, train_majority=1.0, persistence=0.75, reversal=0.25)
     assert b.best_name == "train_majority"
     assert b.best_accuracy == 1.0
     assert b.to_dict()["persistence"] == 0.75
@@ -188,3 +188,12 @@ def test_roc_curve_points_start_at_origin() -> None:
     assert np.isfinite(points["threshold"]).all()
     with pytest.raises(NotEnoughDataError):
         roc_curve_points([1, 1], [0.2, 0.3])
+
+
+def test_baselines_reversal_wins_on_mean_reverting_labels() -> None:
+    y = np.array([1, 0] * 50)
+    previous = np.roll(y, 1)  # last direction; the next one is always the opposite
+    baselines = baseline_accuracies(y, previous_direction=previous, train_majority=1)
+    assert baselines.reversal == pytest.approx(1.0)
+    assert baselines.persistence == pytest.approx(0.0)
+    assert baselines.best_name == "reversal"
