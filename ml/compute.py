@@ -1,10 +1,11 @@
-"""Run independent tasks (walk-forward folds, sweeps) locally with joblib, in input order."""
+"""Run independent tasks (walk-forward folds, sweeps) locally with joblib or on a Dask cluster."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
 
@@ -16,6 +17,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
+LOCAL_CLUSTER = "local-cluster"
+
 
 def map_tasks(
     func: Callable[[T], R],
@@ -26,27 +29,79 @@ def map_tasks(
 ) -> list[R]:
     """Apply `func` to every item and return the results in input order.
 
-    `func` must be a picklable module-level function and the items picklable values, so that
-    the same tasks can later run on another backend. `on_result` is called in this process
-    for each result, in input order, as soon as it (and all before it) are done.
+    `func` must be a picklable module-level function and the items picklable values, so the
+    same tasks run on any backend with identical results. `on_result` is called in this
+    process for each result, in input order, as soon as it (and all before it) are done.
+    The Dask backend reuses the client opened by `dask_client` (or opens one for this call).
 
     >>> from core.settings import ComputeSettings
     >>> map_tasks(abs, [-2, 3, -1], ComputeSettings())
     [2, 3, 1]
     """
-    if compute.backend != "local":
-        raise ConfigError(
-            f"compute.backend {compute.backend!r} is not available yet; set compute.backend: local"
-        )
+    if compute.backend == "dask" and len(items) > 0:
+        with dask_client(compute) as client:
+            return _collect(_dask_results(client, func, items), on_result)
     if compute.n_jobs == 1 or len(items) <= 1:
-        results_iter = (func(item) for item in items)
-    else:
-        logger.debug("Running %d tasks with joblib n_jobs=%d", len(items), compute.n_jobs)
-        parallel = Parallel(n_jobs=compute.n_jobs, return_as="generator")
-        results_iter = parallel(delayed(func)(item) for item in items)
-    results: list[R] = []
-    for result in results_iter:
+        return _collect((func(item) for item in items), on_result)
+    logger.debug("Running %d tasks with joblib n_jobs=%d", len(items), compute.n_jobs)
+    parallel = Parallel(n_jobs=compute.n_jobs, return_as="generator")
+    return _collect(parallel(delayed(func)(item) for item in items), on_result)
+
+
+def _collect(results: Iterable[R], on_result: Callable[[R], None] | None) -> list[R]:
+    out: list[R] = []
+    for result in results:
         if on_result is not None:
             on_result(result)
-        results.append(result)
-    return results
+        out.append(result)
+    return out
+
+
+def _dask_results(client: Any, func: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    futures = client.map(func, list(items), pure=False)
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        client.cancel(futures)
+
+
+@contextmanager
+def dask_client(compute: ComputeSettings) -> Iterator[Any]:
+    """A Dask client for `compute`, reused when one is already open in this process.
+
+    `scheduler_address: local-cluster` starts a `LocalCluster` bound to 127.0.0.1 with its
+    dashboard off (NOTES.md: the default binds 0.0.0.0:8787), worker processes with one
+    thread each (`compute.n_jobs` workers, at least 1).
+    """
+    try:
+        from distributed import Client, LocalCluster, default_client
+    except ImportError as e:  # optional at run time; installed with the project
+        raise ConfigError("compute.backend 'dask' needs the `distributed` package") from e
+    try:
+        yield default_client()
+        return
+    except ValueError:
+        pass  # no client open yet: open one for the duration of the block
+    address = compute.scheduler_address or LOCAL_CLUSTER
+    if address == LOCAL_CLUSTER:
+        workers = max(1, compute.n_jobs)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        logger.info("Started a local Dask cluster with %d workers", workers)
+        with cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} ({e}); check compute.scheduler_address"
+        ) from e
+    with client:
+        yield client
