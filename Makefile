@@ -36,6 +36,7 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core data storage ml strategy backtests bot api cli
 	$(BIN)/mypy --strict core storage api bot
+	$(BIN)/hadolint Dockerfile
 
 pytest: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,6 +32,7 @@ SECRET_ENV_VARS = {
     "api_key": "CRYPTOPRED_API_KEY",
     "exchange_api_key": "CRYPTOPRED_EXCHANGE_API_KEY",
     "exchange_secret": "CRYPTOPRED_EXCHANGE_SECRET",
+    "db_url": "CRYPTOPRED_DB_URL",
 }
 
 
@@ -403,6 +404,7 @@ class Secrets(_Section):
     api_key: SecretStr | None = None
     exchange_api_key: SecretStr | None = None
     exchange_secret: SecretStr | None = None
+    db_url: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -454,7 +456,11 @@ def load_settings(path: str | Path | None, *, environ: Mapping[str, str] | None 
         settings = Settings.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_describe_validation_error(source, e)) from e
-    return settings.model_copy(update={"secrets": secrets_from_env(environ)})
+    secrets = secrets_from_env(environ)
+    if secrets.db_url is not None:  # a server URL carries a password: environment only
+        storage = settings.storage.model_copy(update={"db_url": secrets.db_url.get_secret_value()})
+        settings = settings.model_copy(update={"storage": storage})
+    return settings.model_copy(update={"secrets": secrets})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -87,3 +87,9 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.data.symbol = "ETH/USDT"  # type: ignore[misc]
+
+
+def test_load_settings_db_url_from_env_overrides_file(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://u:pw@127.0.0.1:5432/db"
+    settings = load_settings(_write(tmp_path, "{}"), environ={"CRYPTOPRED_DB_URL": url})
+    assert settings.storage.db_url == url
