@@ -1,4 +1,4 @@
-"""Static checks of the container files (no Docker engine on CI machines; hadolint runs in `make lint`)."""
+"""Static checks of the container files (no Docker engine here; hadolint runs in `make lint`)."""
 
 import re
 from pathlib import Path
