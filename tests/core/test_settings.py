@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.errors import ConfigError
 from core.settings import Settings, load_settings
@@ -93,3 +94,27 @@ def test_load_settings_db_url_from_env_overrides_file(tmp_path: Path) -> None:
     url = "postgresql+psycopg://u:pw@127.0.0.1:5432/db"
     settings = load_settings(_write(tmp_path, "{}"), environ={"CRYPTOPRED_DB_URL": url})
     assert settings.storage.db_url == url
+
+
+def _leaf_keys(model: type, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            keys += _leaf_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_repo_config_lists_every_key_with_its_default() -> None:
+    """config.yaml is the annotated reference: every key, at its default value."""
+    raw = yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8"))
+    for dotted in _leaf_keys(Settings):
+        if dotted.startswith("secrets."):
+            continue
+        node = raw
+        for part in dotted.split("."):
+            assert part in node, f"config.yaml lacks {dotted}"
+            node = node[part]
+    assert load_settings(REPO_CONFIG, environ={}) == Settings()
