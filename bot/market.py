@@ -1,0 +1,381 @@
+"""One market in one tick: plan from the database, fetch closed candles, predict, log, resolve."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from bot.deps import BotDeps, tick_time_ms
+from bot.notify import SignalChange
+from core.errors import ConfigError, TemporaryExchangeError
+from core.settings import BotSettings
+from core.timeframes import from_epoch_ms, last_closed_candle_open, timeframe_to_ms, to_epoch_ms
+from core.types import Signal
+from data.schema import index_to_epoch_ms
+from ml.predict import direction_of, predict_history, required_candles
+from ml.registry import ModelArtifact
+from ml.signals import signal_from_proba
+from storage.db import session_scope
+from storage.records import NewPrediction, Outcome, encode_cursor
+from storage.repository import (
+    insert_predictions,
+    last_prediction_open_ms,
+    list_predictions,
+    resolve_predictions,
+    unresolved_predictions,
+)
+
+logger = logging.getLogger(__name__)
+
+WARMUP_MARGIN_BARS = 24
+"""Extra candles fetched so that a few exchange gaps cannot shorten the feature warm-up."""
+MAX_RESOLVE_LOOKBACK_BARS = 2000
+"""Unresolved predictions older than this many candles are no longer fetched for."""
+CLOSED_CANDLE_RETRY_SECONDS = 1.0
+"""First wait when the exchange has not published the just-closed candle (grows linearly)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketResult:
+    """What one tick produced for one market."""
+
+    symbol: str
+    timeframe: str
+    step_ms: int
+    predictions: tuple[NewPrediction, ...] = ()
+    written: int = 0
+    resolved: int = 0
+    signal_change: SignalChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPlan:
+    """What a tick must do for one market, read from the database before fetching."""
+
+    model_id: str
+    first_ms: int
+    last_closed_ms: int
+    position: Signal
+    oldest_unresolved_ms: int | None
+
+    @property
+    def has_targets(self) -> bool:
+        """True when at least one closed candle still lacks a prediction."""
+        return self.first_ms <= self.last_closed_ms
+
+    def fetch_since_ms(self, *, warmup_bars: int, step_ms: int) -> int:
+        """Open time of the first candle to fetch: the warm-up of the first target, or older
+        when an unresolved prediction needs its candle."""
+        starts = []
+        if self.has_targets:
+            starts.append(self.first_ms - (warmup_bars - 1 + WARMUP_MARGIN_BARS) * step_ms)
+        if self.oldest_unresolved_ms is not None:
+            starts.append(self.oldest_unresolved_ms)
+        return min(starts)
+
+
+def warmup_bars_for(bot: BotSettings, artifact: ModelArtifact) -> int:
+    """Candles of history per prediction: `bot.warmup_bars`, or the model's own warm-up.
+
+    Raises:
+        ConfigError: `bot.warmup_bars` is smaller than the model needs (live predictions would
+            then differ from the backtest's).
+    """
+    required = required_candles(artifact)
+    if bot.warmup_bars is None:
+        return required
+    if bot.warmup_bars < required:
+        raise ConfigError(
+            f"bot.warmup_bars ({bot.warmup_bars}) is below the {required} candles model "
+            f"{artifact.model_id} needs for its features; raise it or set it to null"
+        )
+    return bot.warmup_bars
+
+
+def predict_market(
+    deps: BotDeps, symbol: str, timeframe: str, *, now: datetime, started: float
+) -> MarketResult:
+    """Predict every closed candle since the last logged one, then resolve earlier outcomes."""
+    artifact = deps.models.get(symbol, timeframe, now=now)
+    warmup = warmup_bars_for(deps.settings.bot, artifact)
+    step_ms = timeframe_to_ms(timeframe)
+    plan = make_plan(deps, artifact, symbol, timeframe, now=now)
+    if not plan.has_targets and plan.oldest_unresolved_ms is None:
+        return MarketResult(symbol, timeframe, step_ms)
+    candles = fetch_closed_candles(
+        deps,
+        symbol,
+        timeframe,
+        since_ms=plan.fetch_since_ms(warmup_bars=warmup, step_ms=step_ms),
+        last_closed_ms=plan.last_closed_ms,
+    )
+    rows: list[NewPrediction] = []
+    if plan.has_targets:
+        rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now)
+        rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
+    operation = f"log {symbol} {timeframe} predictions"
+    with session_scope(deps.session_factory, operation=operation) as session:
+        written = insert_predictions(session, rows)
+        resolved = resolve_outcomes(
+            session, deps, symbol, timeframe, candles, now_ms=tick_time_ms(deps, now, started)
+        )
+    change = _signal_change(rows, plan, step_ms) if written else None
+    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
+
+
+def make_plan(
+    deps: BotDeps, artifact: ModelArtifact, symbol: str, timeframe: str, *, now: datetime
+) -> MarketPlan:
+    """Which candles to predict (since the last logged one, capped by `max_backfill_bars`)."""
+    step_ms = timeframe_to_ms(timeframe)
+    now_ms = to_epoch_ms(now)
+    last_closed_ms = to_epoch_ms(last_closed_candle_open(now, timeframe))
+    exchange = deps.source.exchange_id
+    with session_scope(
+        deps.session_factory, operation=f"plan {symbol} {timeframe}", read_only=True
+    ) as session:
+        last_ms = last_prediction_open_ms(
+            session,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            model_id=artifact.model_id,
+        )
+        first_ms = last_closed_ms if last_ms is None else last_ms + step_ms
+        floor_ms = last_closed_ms - deps.settings.bot.max_backfill_bars * step_ms
+        if first_ms < floor_ms:
+            logger.warning(
+                "%s %s: %d closed candles since %s are older than bot.max_backfill_bars (%d); "
+                "they are not predicted",
+                symbol,
+                timeframe,
+                (floor_ms - first_ms) // step_ms,
+                f"{from_epoch_ms(first_ms):%Y-%m-%d %H:%M}Z",
+                deps.settings.bot.max_backfill_bars,
+            )
+            first_ms = floor_ms
+        unresolved = unresolved_predictions(
+            session,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            target_close_until_ms=now_ms,
+        )
+        lookback_ms = last_closed_ms - MAX_RESOLVE_LOOKBACK_BARS * step_ms
+        oldest = min(
+            (p.candle_open_ms for p in unresolved if p.candle_open_ms >= lookback_ms), default=None
+        )
+        position = previous_signal(session, symbol, timeframe, before_ms=first_ms)
+    return MarketPlan(artifact.model_id, first_ms, last_closed_ms, position, oldest)
+
+
+def previous_signal(session: Session, symbol: str, timeframe: str, *, before_ms: int) -> Signal:
+    """The signal of the newest prediction (any model) for a candle before `before_ms`; 0 if none.
+
+    The hysteresis of `signal_from_proba` continues from it, as in the backtest.
+    """
+    # The keyset cursor (before_ms, 0) selects exactly the candles opened before `before_ms`.
+    page = list_predictions(
+        session, symbol=symbol, timeframe=timeframe, limit=1, cursor=encode_cursor(before_ms, 0)
+    )
+    return page.items[0].signal if page.items else 0
+
+
+def fetch_closed_candles(
+    deps: BotDeps, symbol: str, timeframe: str, *, since_ms: int, last_closed_ms: int
+) -> pd.DataFrame:
+    """Closed candles from `since_ms` up to the candle closed at the tick's `now`.
+
+    If the exchange has not published that candle yet, retry `bot.closed_candle_retries` times
+    with short, growing waits.
+
+    Raises:
+        TemporaryExchangeError: the newest closed candle never appeared.
+    """
+    retries = deps.settings.bot.closed_candle_retries
+    newest: pd.Timestamp | None = None
+    for attempt in range(retries + 1):
+        candles = deps.source.fetch_candles(symbol, timeframe, since=from_epoch_ms(since_ms))
+        open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index))
+        candles = candles[open_ms <= last_closed_ms]  # never a candle still forming at `now`
+        if bool((open_ms == last_closed_ms).any()):
+            return candles
+        newest = candles.index[-1] if len(candles) else None
+        if attempt < retries:
+            wait = CLOSED_CANDLE_RETRY_SECONDS * (attempt + 1)
+            logger.info(
+                "%s %s: the candle opened %s is not published yet (newest %s); retry %d/%d in "
+                "%.1f s",
+                symbol,
+                timeframe,
+                f"{from_epoch_ms(last_closed_ms):%Y-%m-%d %H:%M}Z",
+                "none" if newest is None else f"{newest:%Y-%m-%d %H:%M}Z",
+                attempt + 1,
+                retries,
+                wait,
+            )
+            deps.sleep(wait)
+    raise TemporaryExchangeError(
+        f"the exchange has not published the candle opened "
+        f"{from_epoch_ms(last_closed_ms):%Y-%m-%d %H:%M}Z after {retries} retries (newest "
+        f"{'none' if newest is None else f'{newest:%Y-%m-%d %H:%M}Z'}); raise "
+        "bot.schedule_offset_seconds or bot.closed_candle_retries if this repeats"
+    )
+
+
+def predict_rows(
+    deps: BotDeps,
+    artifact: ModelArtifact,
+    candles: pd.DataFrame,
+    plan: MarketPlan,
+    *,
+    warmup_bars: int,
+    now: datetime,
+) -> list[NewPrediction]:
+    """One prediction per closed candle in [plan.first_ms, plan.last_closed_ms].
+
+    `predict_history` over the fetched window is the backtest's inference path; every target
+    has at least `warmup_bars` candles of history in the window, so its features equal the
+    full-history ones (see `ml.features.warmup_bars`). Created time and latency are set later.
+    """
+    proba = predict_history(artifact, candles)
+    open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index))
+    targets = np.flatnonzero((open_ms >= plan.first_ms) & (open_ms <= plan.last_closed_ms))
+    _warn_missing(artifact, plan, len(targets), candles)
+    manifest = artifact.manifest
+    horizon = int(manifest.labels.get("horizon_bars", 1))
+    step_ms = timeframe_to_ms(manifest.timeframe)
+    rows: list[NewPrediction] = []
+    position = plan.position
+    for i in targets.tolist():
+        stamp = candles.index[i]
+        value = proba.get(stamp)
+        if i < warmup_bars - 1 or value is None or not np.isfinite(value):
+            logger.warning(
+                "%s %s: not enough clean history before %s (%d candles); not predicted",
+                manifest.symbol,
+                manifest.timeframe,
+                f"{stamp:%Y-%m-%d %H:%M}Z",
+                i + 1,
+            )
+            continue
+        proba_up = float(value)
+        position = signal_from_proba(proba_up, deps.settings.ml.signal, position=position)
+        candle_ms = int(open_ms[i])
+        rows.append(
+            NewPrediction(
+                exchange=deps.source.exchange_id,
+                symbol=manifest.symbol,
+                timeframe=manifest.timeframe,
+                candle_open_ms=candle_ms,
+                target_close_ms=candle_ms + (horizon + 1) * step_ms,
+                horizon_bars=horizon,
+                proba_up=proba_up,
+                direction=direction_of(proba_up, manifest.threshold),
+                signal=position,
+                threshold=manifest.threshold,
+                model_id=artifact.model_id,
+                created_ms=to_epoch_ms(now),
+                latency_ms=0.0,
+                is_backfill=candle_ms != plan.last_closed_ms,
+            )
+        )
+    return rows
+
+
+def _warn_missing(
+    artifact: ModelArtifact, plan: MarketPlan, found: int, candles: pd.DataFrame
+) -> None:
+    step_ms = timeframe_to_ms(artifact.manifest.timeframe)
+    expected = (plan.last_closed_ms - plan.first_ms) // step_ms + 1
+    if found < expected:
+        logger.warning(
+            "%s %s: %d of %d closed candles since %s are missing on the exchange (a gap in its "
+            "data); they cannot be predicted",
+            artifact.manifest.symbol,
+            artifact.manifest.timeframe,
+            expected - found,
+            expected,
+            f"{from_epoch_ms(plan.first_ms):%Y-%m-%d %H:%M}Z",
+        )
+
+
+def _stamp(
+    deps: BotDeps, rows: list[NewPrediction], *, now: datetime, started: float, step_ms: int
+) -> list[NewPrediction]:
+    """Set the created time (tick clock) and the latency from each candle's close."""
+    created_ms = tick_time_ms(deps, now, started)
+    return [
+        replace(
+            row,
+            created_ms=created_ms,
+            latency_ms=float(created_ms - row.candle_open_ms - step_ms),
+        )
+        for row in rows
+    ]
+
+
+def resolve_outcomes(
+    session: Session,
+    deps: BotDeps,
+    symbol: str,
+    timeframe: str,
+    candles: pd.DataFrame,
+    *,
+    now_ms: int,
+) -> int:
+    """Record the realised return of every prediction whose target candle has closed.
+
+    The return is close(target candle) / close(predicted candle) - 1, found by open time;
+    predictions whose candles are not in `candles` stay unresolved.
+    """
+    step_ms = timeframe_to_ms(timeframe)
+    closes = dict(
+        zip(
+            index_to_epoch_ms(pd.DatetimeIndex(candles.index)).tolist(),
+            candles["close"].tolist(),
+            strict=True,
+        )
+    )
+    pending = unresolved_predictions(
+        session,
+        exchange=deps.source.exchange_id,
+        symbol=symbol,
+        timeframe=timeframe,
+        target_close_until_ms=now_ms,
+    )
+    outcomes = []
+    for prediction in pending:
+        start = closes.get(prediction.candle_open_ms)
+        end = closes.get(prediction.target_close_ms - step_ms)
+        if start is None or end is None:
+            logger.debug(
+                "Prediction %d: candles not in this window; left unresolved", prediction.id
+            )
+            continue
+        outcomes.append(Outcome(prediction.id, end / start - 1.0, now_ms))
+    return resolve_predictions(session, outcomes) if outcomes else 0
+
+
+def _signal_change(
+    rows: list[NewPrediction], plan: MarketPlan, step_ms: int
+) -> SignalChange | None:
+    if not rows or rows[-1].signal == plan.position:
+        return None
+    newest = rows[-1]
+    return SignalChange(
+        exchange=newest.exchange,
+        symbol=newest.symbol,
+        timeframe=newest.timeframe,
+        candle_open_ms=newest.candle_open_ms,
+        candle_close_ms=newest.candle_open_ms + step_ms,
+        proba_up=newest.proba_up,
+        previous_signal=plan.position,
+        signal=newest.signal,
+        model_id=newest.model_id,
+    )
