@@ -7,13 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from bot.models import ModelCache
 from bot.notify import Notifier
 from core.settings import Settings
 from core.timeframes import to_epoch_ms
 from data.exchange import CandleSource
+from storage.db import SessionFactory
 
 
 def wall_clock_ms() -> int:
@@ -32,7 +31,7 @@ class BotDeps:
 
     settings: Settings
     source: CandleSource
-    session_factory: sessionmaker[Session]
+    session_factory: SessionFactory
     models: ModelCache
     run_id: int | None = None
     notifier: Notifier | None = None

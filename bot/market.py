@@ -8,7 +8,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.orm import Session
 
 from bot.deps import BotDeps, tick_time_ms
 from bot.notify import SignalChange
@@ -21,7 +20,7 @@ from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
 from ml.signals import signal_from_proba
 from storage.db import session_scope
-from storage.records import NewPrediction, Outcome, encode_cursor
+from storage.records import NewPrediction, Outcome, StoredPrediction, encode_cursor
 from storage.repository import (
     insert_predictions,
     last_prediction_open_ms,
@@ -118,12 +117,15 @@ def predict_market(
     if plan.has_targets:
         rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now)
         rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
+    key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
+    resolved_ms = tick_time_ms(deps, now, started)
     operation = f"log {symbol} {timeframe} predictions"
     with session_scope(deps.session_factory, operation=operation) as session:
         written = insert_predictions(session, rows)
-        resolved = resolve_outcomes(
-            session, deps, symbol, timeframe, candles, now_ms=tick_time_ms(deps, now, started)
-        )
+        # after the insert, so backfilled rows whose target has closed are resolved at once
+        pending = unresolved_predictions(session, **key, target_close_until_ms=resolved_ms)
+        outcomes = outcomes_from_candles(pending, candles, step_ms=step_ms, resolved_ms=resolved_ms)
+        resolved = resolve_predictions(session, outcomes)
     change = _signal_change(rows, plan, step_ms) if written else None
     return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
 
@@ -131,59 +133,62 @@ def predict_market(
 def make_plan(
     deps: BotDeps, artifact: ModelArtifact, symbol: str, timeframe: str, *, now: datetime
 ) -> MarketPlan:
-    """Which candles to predict (since the last logged one, capped by `max_backfill_bars`)."""
+    """Which candles to predict (since the last logged one, capped by `max_backfill_bars`),
+    the oldest outcome still to resolve and the signal before the first target."""
     step_ms = timeframe_to_ms(timeframe)
-    now_ms = to_epoch_ms(now)
     last_closed_ms = to_epoch_ms(last_closed_candle_open(now, timeframe))
-    exchange = deps.source.exchange_id
-    with session_scope(
-        deps.session_factory, operation=f"plan {symbol} {timeframe}", read_only=True
-    ) as session:
-        last_ms = last_prediction_open_ms(
-            session,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            model_id=artifact.model_id,
+    key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
+    operation = f"plan {symbol} {timeframe}"
+    with session_scope(deps.session_factory, operation=operation, read_only=True) as session:
+        last_ms = last_prediction_open_ms(session, **key, model_id=artifact.model_id)
+        first_ms = first_target_ms(
+            last_ms,
+            last_closed_ms=last_closed_ms,
+            step_ms=step_ms,
+            max_backfill_bars=deps.settings.bot.max_backfill_bars,
+            market=f"{symbol} {timeframe}",
         )
-        first_ms = last_closed_ms if last_ms is None else last_ms + step_ms
-        floor_ms = last_closed_ms - deps.settings.bot.max_backfill_bars * step_ms
-        if first_ms < floor_ms:
-            logger.warning(
-                "%s %s: %d closed candles since %s are older than bot.max_backfill_bars (%d); "
-                "they are not predicted",
-                symbol,
-                timeframe,
-                (floor_ms - first_ms) // step_ms,
-                f"{from_epoch_ms(first_ms):%Y-%m-%d %H:%M}Z",
-                deps.settings.bot.max_backfill_bars,
-            )
-            first_ms = floor_ms
-        unresolved = unresolved_predictions(
-            session,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            target_close_until_ms=now_ms,
-        )
-        lookback_ms = last_closed_ms - MAX_RESOLVE_LOOKBACK_BARS * step_ms
-        oldest = min(
-            (p.candle_open_ms for p in unresolved if p.candle_open_ms >= lookback_ms), default=None
-        )
-        position = previous_signal(session, symbol, timeframe, before_ms=first_ms)
+        unresolved = unresolved_predictions(session, **key, target_close_until_ms=to_epoch_ms(now))
+        # The keyset cursor (first_ms, 0) selects exactly the candles opened before first_ms.
+        earlier = list_predictions(
+            session, symbol=symbol, timeframe=timeframe, limit=1, cursor=encode_cursor(first_ms, 0)
+        ).items
+    lookback_ms = last_closed_ms - MAX_RESOLVE_LOOKBACK_BARS * step_ms
+    oldest = min(
+        (row.candle_open_ms for row in unresolved if row.candle_open_ms >= lookback_ms),
+        default=None,
+    )
+    # Hysteresis continues from the newest earlier signal (any model), as in the backtest.
+    position: Signal = earlier[0].signal if earlier else 0
     return MarketPlan(artifact.model_id, first_ms, last_closed_ms, position, oldest)
 
 
-def previous_signal(session: Session, symbol: str, timeframe: str, *, before_ms: int) -> Signal:
-    """The signal of the newest prediction (any model) for a candle before `before_ms`; 0 if none.
+def first_target_ms(
+    last_ms: int | None, *, last_closed_ms: int, step_ms: int, max_backfill_bars: int, market: str
+) -> int:
+    """Open time of the first candle to predict: the one after the last logged prediction, at
+    most `max_backfill_bars` before the newest closed candle; the newest alone on a first start.
 
-    The hysteresis of `signal_from_proba` continues from it, as in the backtest.
+    >>> first_target_ms(None, last_closed_ms=100, step_ms=10, max_backfill_bars=3, market="m")
+    100
+    >>> first_target_ms(70, last_closed_ms=100, step_ms=10, max_backfill_bars=3, market="m")
+    80
     """
-    # The keyset cursor (before_ms, 0) selects exactly the candles opened before `before_ms`.
-    page = list_predictions(
-        session, symbol=symbol, timeframe=timeframe, limit=1, cursor=encode_cursor(before_ms, 0)
-    )
-    return page.items[0].signal if page.items else 0
+    if last_ms is None:
+        return last_closed_ms
+    first_ms = last_ms + step_ms
+    floor_ms = last_closed_ms - max_backfill_bars * step_ms
+    if first_ms < floor_ms:
+        logger.warning(
+            "%s: %d closed candles since %s are older than bot.max_backfill_bars (%d); "
+            "they are not predicted",
+            market,
+            (floor_ms - first_ms) // step_ms,
+            f"{from_epoch_ms(first_ms):%Y-%m-%d %H:%M}Z",
+            max_backfill_bars,
+        )
+        return floor_ms
+    return first_ms
 
 
 def fetch_closed_candles(
@@ -320,46 +325,25 @@ def _stamp(
     ]
 
 
-def resolve_outcomes(
-    session: Session,
-    deps: BotDeps,
-    symbol: str,
-    timeframe: str,
-    candles: pd.DataFrame,
-    *,
-    now_ms: int,
-) -> int:
-    """Record the realised return of every prediction whose target candle has closed.
+def outcomes_from_candles(
+    pending: list[StoredPrediction], candles: pd.DataFrame, *, step_ms: int, resolved_ms: int
+) -> list[Outcome]:
+    """The realised return of each pending prediction whose two candles are in `candles`.
 
-    The return is close(target candle) / close(predicted candle) - 1, found by open time;
-    predictions whose candles are not in `candles` stay unresolved.
+    The return is close(target candle) / close(predicted candle) - 1, candles found by open
+    time; predictions whose candles are missing stay unresolved.
     """
-    step_ms = timeframe_to_ms(timeframe)
-    closes = dict(
-        zip(
-            index_to_epoch_ms(pd.DatetimeIndex(candles.index)).tolist(),
-            candles["close"].tolist(),
-            strict=True,
-        )
-    )
-    pending = unresolved_predictions(
-        session,
-        exchange=deps.source.exchange_id,
-        symbol=symbol,
-        timeframe=timeframe,
-        target_close_until_ms=now_ms,
-    )
+    open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index)).tolist()
+    closes = dict(zip(open_ms, candles["close"].tolist(), strict=True))
     outcomes = []
     for prediction in pending:
         start = closes.get(prediction.candle_open_ms)
         end = closes.get(prediction.target_close_ms - step_ms)
         if start is None or end is None:
-            logger.debug(
-                "Prediction %d: candles not in this window; left unresolved", prediction.id
-            )
+            logger.debug("Prediction %d: its candles are not in this window", prediction.id)
             continue
-        outcomes.append(Outcome(prediction.id, end / start - 1.0, now_ms))
-    return resolve_predictions(session, outcomes) if outcomes else 0
+        outcomes.append(Outcome(prediction.id, end / start - 1.0, resolved_ms))
+    return outcomes
 
 
 def _signal_change(

@@ -131,6 +131,10 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) ->
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+SessionFactory = sessionmaker[Session]
+"""The type `make_session_factory` returns, for layers that may not import sqlalchemy."""
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to `engine`; objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
