@@ -1,0 +1,228 @@
+"""Out-of-sample `proba_up` for backtests: walk-forward per algorithm, or one registry model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ConfigError, NotEnoughDataError
+from core.settings import LabelSettings, Settings
+from core.timeframes import timeframe_to_ms
+from core.types import ModelName
+from ml.dataset import Dataset, make_dataset
+from ml.evaluation import (
+    Baselines,
+    ClassificationMetrics,
+    Significance,
+    assess_significance,
+    baseline_accuracies,
+    classification_metrics,
+)
+from ml.predict import feature_settings_of, predict_history
+from ml.registry import ModelArtifact, load_model
+from ml.walk_forward import FoldResult, WalkForwardResult, run_walk_forward, walk_forward_splits
+from strategy.feeds import PROBA_COLUMN
+
+logger = logging.getLogger(__name__)
+
+FoldProgress = Callable[[str, int, int], None]
+"""Called with (algorithm, folds done, folds in total)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredModel:
+    """Predictions of one model before trading (the classification side).
+
+    Attributes:
+        proba_up: probability for every candle given (NaN where the model made none).
+        predictions: the predicted rows: `proba_up`, `y_true` (NaN when unknown),
+            `threshold` (UP when proba_up >= it) and `fold` (1 for a registry model).
+        folds: walk-forward folds (empty for a registry model).
+        train_range: first and last training row of a registry model (None walk-forward).
+    """
+
+    algorithm: ModelName
+    model_id: str | None
+    proba_up: pd.Series
+    predictions: pd.DataFrame
+    folds: tuple[FoldResult, ...]
+    classification: ClassificationMetrics
+    baselines: Baselines
+    significance: Significance
+    importances: pd.DataFrame
+    train_range: tuple[pd.Timestamp, pd.Timestamp] | None
+    fit_seconds: float
+
+
+def score_walk_forward(
+    candles: pd.DataFrame,
+    settings: Settings,
+    *,
+    algorithms: Sequence[ModelName],
+    progress: FoldProgress | None = None,
+) -> tuple[ScoredModel, ...]:
+    """Out-of-sample predictions of each algorithm over the same dataset and folds.
+
+    `progress(algorithm, done_folds, total_folds)` is called before the first fold and after
+    each one.
+    """
+    dataset = make_dataset(candles, settings.ml)
+    n_folds = len(
+        walk_forward_splits(
+            len(dataset.X), settings.ml.walk_forward, horizon_bars=settings.ml.labels.horizon_bars
+        )
+    )
+    scored = []
+    for algorithm in algorithms:
+        report = _fold_reporter(progress, algorithm, n_folds)
+        result = run_walk_forward(
+            dataset, settings.ml, algorithm=algorithm, compute=settings.compute, progress=report
+        )
+        scored.append(_from_walk_forward(result, candles))
+    return tuple(scored)
+
+
+def _fold_reporter(
+    progress: FoldProgress | None, algorithm: str, total: int
+) -> Callable[[FoldResult], None]:
+    done = 0
+    if progress is not None:
+        progress(algorithm, 0, total)
+
+    def on_fold(_fold: FoldResult) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(algorithm, done, total)
+
+    return on_fold
+
+
+def _from_walk_forward(result: WalkForwardResult, candles: pd.DataFrame) -> ScoredModel:
+    table = result.predictions
+    predictions = pd.DataFrame(
+        {
+            PROBA_COLUMN: table["proba_up"].astype("float64"),
+            "y_true": table["y_true"].astype("float64"),
+            "threshold": table["threshold"].astype("float64"),
+            "fold": table["fold"].astype("int64"),
+        }
+    )
+    return ScoredModel(
+        algorithm=result.algorithm,
+        model_id=None,
+        proba_up=predictions[PROBA_COLUMN].reindex(candles.index),
+        predictions=predictions,
+        folds=result.folds,
+        classification=result.metrics,
+        baselines=result.baselines,
+        significance=result.significance,
+        importances=result.importances,
+        train_range=None,
+        fit_seconds=result.fit_seconds,
+    )
+
+
+def score_registry_model(
+    candles: pd.DataFrame, settings: Settings, *, timeframe: str, model_id: str
+) -> ScoredModel:
+    """Score a registry model over the candles with the live inference path (`predict_history`).
+
+    Labels follow the model's own label settings. The accuracy baselines use the majority
+    class of the model's training rows where the candles cover them (else UP).
+
+    Raises:
+        ModelError: the model is missing or corrupt.
+        ConfigError: the model was trained on another timeframe.
+        NotEnoughDataError: fewer than 2 labelled candles with a prediction.
+    """
+    artifact = load_model(settings.ml.registry_dir, model_id)
+    manifest = artifact.manifest
+    if manifest.timeframe != timeframe:
+        raise ConfigError(
+            f"model {model_id} was trained on {manifest.timeframe} candles, not {timeframe}; "
+            f"pass --timeframe {manifest.timeframe} or another model"
+        )
+    started = time.perf_counter()
+    proba = predict_history(artifact, candles).reindex(candles.index)
+    dataset = _model_dataset(candles, settings, artifact)
+    scored = proba.dropna().index.intersection(dataset.X.index)
+    if len(scored) < 2:
+        raise NotEnoughDataError(
+            f"model {model_id} scored {len(scored)} labelled candles in the range; "
+            f"it needs {len(candles) - len(proba.dropna())} candles of warm-up, widen the range"
+        )
+    # pydantic parses "...Z" with its own tzinfo; pandas slicing needs the same UTC everywhere
+    train_range = (_utc(manifest.train_start), _utc(manifest.train_end))
+    predictions = pd.DataFrame({PROBA_COLUMN: proba.dropna()})
+    predictions["y_true"] = dataset.y.reindex(predictions.index).astype("float64")
+    predictions["threshold"] = manifest.threshold
+    predictions["fold"] = 1
+    y, p = dataset.y.loc[scored], proba.loc[scored]
+    baselines = _fixed_baselines(dataset, scored, train_range, settings)
+    significance = assess_significance(
+        y,
+        p,
+        threshold=manifest.threshold,
+        baselines=baselines,
+        block_bars=_bars_per_day(timeframe),
+        seed=settings.ml.seed,
+    )
+    importance = pd.DataFrame(
+        {"native": pd.Series(manifest.feature_importance, dtype="float64")}
+    ).assign(permutation=np.nan)
+    return ScoredModel(
+        algorithm=manifest.algorithm,
+        model_id=manifest.model_id,
+        proba_up=proba,
+        predictions=predictions,
+        folds=(),
+        classification=classification_metrics(y, p, threshold=manifest.threshold),
+        baselines=baselines,
+        significance=significance,
+        importances=importance.sort_values("native", ascending=False),
+        train_range=train_range,
+        fit_seconds=time.perf_counter() - started,
+    )
+
+
+def _model_dataset(candles: pd.DataFrame, settings: Settings, artifact: ModelArtifact) -> Dataset:
+    """Labels exactly as the model was trained (its own label and feature settings)."""
+    labels = LabelSettings.model_validate(artifact.manifest.labels)
+    ml = settings.ml.model_copy(
+        update={"labels": labels, "features": feature_settings_of(artifact)}
+    )
+    return make_dataset(candles, ml)
+
+
+def _fixed_baselines(
+    dataset: Dataset,
+    rows: pd.Index,
+    train_range: tuple[pd.Timestamp, pd.Timestamp],
+    settings: Settings,
+) -> Baselines:
+    """Baselines of a registry model: its training majority where the candles cover it, else UP."""
+    horizon = settings.ml.labels.horizon_bars
+    previous = (dataset.forward_return.shift(horizon) > 0).astype(np.int64)
+    trained = dataset.y.loc[train_range[0] : train_range[1]]
+    majority = int(trained.mean() >= 0.5) if len(trained) else 1
+    return baseline_accuracies(
+        dataset.y.loc[rows], previous_direction=previous.loc[rows], train_majority=majority
+    )
+
+
+def _bars_per_day(timeframe: str) -> int:
+    """Candles per day: the block length of the bootstrap (as in walk-forward)."""
+    return max(1, 86_400_000 // timeframe_to_ms(timeframe))
+
+
+def _utc(moment: datetime) -> pd.Timestamp:
+    """A pandas UTC timestamp of any aware (or naive = UTC) datetime."""
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

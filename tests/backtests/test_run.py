@@ -1,0 +1,274 @@
+"""run_backtest on synthetic candles: out-of-sample proba, periods, folds, fees, saved models."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.run import BacktestProgress, BacktestResult, run_backtest, select_candles
+from backtests.sensitivity import fee_sensitivity
+from core.errors import ConfigError, NotEnoughDataError
+from core.settings import Settings
+from ml.dataset import make_dataset
+from ml.predict import predict_history
+from ml.registry import load_model
+from ml.signals import signals_from_proba
+from ml.walk_forward import walk_forward_splits
+from ml.workflow import train_model
+from strategy.vectorized import simulate_signals
+from tests.backtests.conftest import small_settings
+from tests.factories import make_ohlcv
+
+
+def test_run_backtest_proba_is_nan_before_the_first_test_window(
+    bt_result: BacktestResult, bt_candles: pd.DataFrame
+) -> None:
+    proba = bt_result.models[0].proba_up
+    assert proba.index.equals(bt_candles.index)
+    first_test = bt_result.period_start
+    assert proba.loc[: first_test - pd.Timedelta(hours=1)].isna().all()
+    assert proba.loc[first_test : bt_result.period_end].notna().all()
+    assert np.isfinite(proba.loc[first_test])
+
+
+def test_run_backtest_tests_exactly_the_walk_forward_test_rows(
+    bt_result: BacktestResult, bt_candles: pd.DataFrame, bt_settings: Settings
+) -> None:
+    dataset = make_dataset(bt_candles, bt_settings.ml)
+    folds = walk_forward_splits(len(dataset.X), bt_settings.ml.walk_forward, horizon_bars=1)
+    index = dataset.X.index
+    expected = [(index[f.test[0]], index[f.test[-1]]) for f in folds]
+    segments = bt_result.models[0].segments
+    assert [(s.start, s.end) for s in segments] == expected
+    assert bt_result.period_start == expected[0][0]
+    assert bt_result.period_end == expected[-1][1]
+    assert sum(s.trading.n_bars for s in segments) == len(bt_result.candles)
+    assert [s.classification.n for s in segments] == [len(f.test) for f in folds]
+
+
+def test_run_backtest_buy_and_hold_equals_last_close_over_first_open(
+    bt_result: BacktestResult, bt_candles: pd.DataFrame
+) -> None:
+    tested = bt_candles.loc[bt_result.period_start : bt_result.period_end]
+    direct = tested["close"].iloc[-1] / tested["open"].iloc[0] - 1
+    assert bt_result.buy_and_hold.total_return == pytest.approx(direct, rel=1e-12)
+    assert bt_result.models[0].trading.buy_and_hold_return == pytest.approx(direct, rel=1e-12)
+    segment = bt_result.models[0].segments[1]
+    part = bt_candles.loc[segment.start : segment.end]
+    assert segment.trading.buy_and_hold_return == pytest.approx(
+        part["close"].iloc[-1] / part["open"].iloc[0] - 1, rel=1e-12
+    )
+
+
+def test_run_backtest_trades_only_inside_the_tested_period(bt_result: BacktestResult) -> None:
+    model = bt_result.models[0]
+    trades = model.run.trades
+    assert model.run.equity.index.equals(bt_result.candles.index)
+    if len(trades):
+        assert trades["entry_time"].min() > bt_result.period_start  # filled at the next open
+    assert model.predictions["signal"].isin([0, 1]).all()
+
+
+def test_run_backtest_fee_sweep_matches_backtrader_at_the_configured_fee(
+    bt_result: BacktestResult, bt_settings: Settings
+) -> None:
+    model = bt_result.models[0]
+    assert model.engine_gap < 1e-9
+    configured = bt_settings.strategy.fee_rate * 1e4
+    (point,) = [p for p in model.fee_sensitivity.points if p.fee_bps == configured]
+    assert point.total_return == pytest.approx(model.trading.total_return, rel=1e-9, abs=1e-12)
+    returns = [p.total_return for p in model.fee_sensitivity.points]
+    if model.trading.n_trades:
+        assert returns == sorted(returns, reverse=True)  # more fees, less money
+
+
+def test_fee_sensitivity_break_even_is_where_the_return_is_zero(
+    bt_candles: pd.DataFrame, bt_settings: Settings
+) -> None:
+    frame = bt_candles.iloc[:600].copy()
+    close = frame["close"]
+    # An oracle-ish signal that profits before fees and trades often: the break-even is finite.
+    frame["proba_up"] = np.where(close.shift(-1) > close, 0.9, 0.1)
+    frame.loc[frame.index[-1], "proba_up"] = np.nan
+    costs = bt_settings.strategy
+    result = fee_sensitivity(
+        frame, timeframe="1h", signal=bt_settings.ml.signal, strategy=costs, fee_bps=[0, 50, 100]
+    )
+    assert result.status == "crossed"
+    assert result.break_even_bps is not None
+    positions = signals_from_proba(frame["proba_up"].to_numpy(), bt_settings.ml.signal)
+    run = simulate_signals(
+        frame,
+        positions,
+        cash=costs.cash,
+        fee_rate=result.break_even_bps * 1e-4,
+        slippage_bps=0.0,
+        position_fraction=costs.position_fraction,
+    )
+    assert run.final_equity / costs.cash - 1 == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fee_sensitivity_reports_a_strategy_that_never_profits(
+    bt_candles: pd.DataFrame, bt_settings: Settings
+) -> None:
+    frame = bt_candles.iloc[:400].copy()
+    close = frame["close"]
+    frame["proba_up"] = np.where(close.shift(-1) > close, 0.1, 0.9)  # always wrong
+    result = fee_sensitivity(
+        frame,
+        timeframe="1h",
+        signal=bt_settings.ml.signal,
+        strategy=bt_settings.strategy,
+        fee_bps=[0, 10],
+    )
+    assert result.status == "never_profitable"
+    assert result.break_even_bps is None
+    assert "loses money" in result.note
+
+
+def test_run_backtest_reports_fold_and_backtest_progress(
+    bt_candles: pd.DataFrame, bt_settings: Settings
+) -> None:
+    events: list[BacktestProgress] = []
+    run_backtest(
+        bt_candles.iloc[:1400],
+        bt_settings,
+        symbol="BTC/USDT",
+        timeframe="1h",
+        algorithms=["logreg"],
+        progress=events.append,
+    )
+    folds = [e for e in events if e.stage == "folds"]
+    assert folds[0].done == 0 and folds[-1].done == folds[-1].total > 0
+    assert [e.done for e in folds] == list(range(folds[-1].total + 1))
+    assert events[-1].stage == "backtest" and events[-1].done == events[-1].total
+
+
+def test_run_backtest_leaderboard_compares_two_models_on_the_same_period(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(tmp_path, ml={"model": {"params": {"xgboost": {"n_estimators": 20}}}})
+    result = run_backtest(
+        bt_candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg", "xgboost"]
+    )
+    assert [m.algorithm for m in result.models] == ["logreg", "xgboost"]
+    board = result.leaderboard()
+    assert {m.algorithm for m in board} == {"logreg", "xgboost"}
+    assert board[0].trading.total_return >= board[1].trading.total_return
+    first, second = result.models
+    assert first.run.equity.index.equals(second.run.equity.index)
+    assert [(s.start, s.end) for s in first.segments] == [(s.start, s.end) for s in second.segments]
+    assert not first.proba_up.equals(second.proba_up)
+
+
+def test_run_backtest_start_end_restrict_training_and_testing(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(
+        tmp_path, backtest={"start": "2021-01-10T00:00", "end": "2021-03-01T00:00"}
+    )
+    result = run_backtest(
+        bt_candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
+    )
+    assert result.data_start == pd.Timestamp("2021-01-10", tz="UTC")
+    assert result.data_end == pd.Timestamp("2021-03-01", tz="UTC")
+    proba = result.models[0].proba_up
+    assert proba.index[0] == result.data_start and proba.index[-1] == result.data_end
+
+
+def test_select_candles_empty_range_fails_with_hint(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(tmp_path, backtest={"start": "2030-01-01", "end": "2030-02-01"})
+    with pytest.raises(NotEnoughDataError, match="widen --start/--end"):
+        select_candles(bt_candles, settings)
+
+
+def test_run_backtest_without_algorithms_is_a_config_error(
+    bt_candles: pd.DataFrame, bt_settings: Settings
+) -> None:
+    with pytest.raises(ConfigError, match="at least one algorithm"):
+        run_backtest(bt_candles, bt_settings, symbol="BTC/USDT", timeframe="1h", algorithms=[])
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame, str]:
+    """A logreg model trained on the first 1,500 of 2,200 candles, saved in the registry."""
+    candles = make_ohlcv(2200, seed=3)
+    settings = small_settings(tmp_path_factory.mktemp("registry"))
+    outcome = train_model(
+        candles.iloc[:1500], settings, symbol="BTC/USDT", timeframe="1h", algorithm="logreg"
+    )
+    return settings, candles, outcome.model_id
+
+
+def test_run_backtest_fixed_model_uses_the_live_inference_path(
+    saved_model: tuple[Settings, pd.DataFrame, str],
+) -> None:
+    settings, candles, model_id = saved_model
+    result = run_backtest(
+        candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=[], model_id=model_id
+    )
+    model = result.models[0]
+    assert result.mode == "fixed_model" and model.model_id == model_id
+    live = predict_history(load_model(settings.ml.registry_dir, model_id), candles)
+    pd.testing.assert_series_equal(
+        model.proba_up.dropna(), live, check_names=False, check_freq=False
+    )
+    assert model.in_sample and model.in_sample_bars > 0
+    assert [s.label for s in model.segments] == ["in-sample", "out-of-sample"]
+    assert model.segments[0].end == model.train_range[1]
+
+
+def test_run_backtest_fixed_model_after_training_range_is_not_in_sample(
+    saved_model: tuple[Settings, pd.DataFrame, str],
+) -> None:
+    settings, candles, model_id = saved_model
+    later = settings.model_copy(
+        update={"backtest": settings.backtest.model_copy(update={"start": candles.index[1500]})}
+    )
+    result = run_backtest(
+        candles, later, symbol="BTC/USDT", timeframe="1h", algorithms=[], model_id=model_id
+    )
+    model = result.models[0]
+    assert not model.in_sample and model.in_sample_bars == 0
+    assert [s.label for s in model.segments] == ["out-of-sample"]
+    assert not math.isnan(model.classification.accuracy)
+
+
+def test_run_backtest_fixed_model_refuses_another_timeframe(
+    saved_model: tuple[Settings, pd.DataFrame, str],
+) -> None:
+    settings, _, model_id = saved_model
+    candles_4h = make_ohlcv(600, timeframe="4h")
+    with pytest.raises(ConfigError, match="--timeframe 1h"):
+        run_backtest(
+            candles_4h,
+            settings,
+            symbol="BTC/USDT",
+            timeframe="4h",
+            algorithms=[],
+            model_id=model_id,
+        )
+
+
+def test_run_backtest_with_atr_stop_uses_backtrader_for_the_fee_sweep(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(
+        tmp_path,
+        strategy={"stop_loss": {"kind": "atr", "value": 1.0}},
+        backtest={"fee_sensitivity_bps": [0, 10]},
+    )
+    result = run_backtest(
+        bt_candles.iloc[:1300], settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
+    )
+    model = result.models[0]
+    assert model.fee_sensitivity.engine == "backtrader"
+    assert math.isnan(model.engine_gap)
+    point = model.fee_sensitivity.points[1]
+    assert point.total_return == pytest.approx(model.trading.total_return, rel=1e-12)
