@@ -1,0 +1,242 @@
+"""The `cryptopred backtest` command: progress bars, the console report and the HTML path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
+from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
+from core.errors import ConfigError
+from core.settings import BacktestSettings, Settings, require_settings
+from core.types import MODEL_NAMES, ModelName
+from data.candles import prepare_candles
+from ml.cli import fold_progress
+from ml.registry import read_manifest
+
+logger = logging.getLogger(__name__)
+
+_CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def parse_models(text: str) -> tuple[ModelName, ...]:
+    """Comma-separated model names, checked against the allowed list.
+
+    >>> parse_models("lightgbm, logreg")
+    ('lightgbm', 'logreg')
+
+    Raises:
+        ConfigError: an unknown name (the message lists the allowed ones).
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown model name(s) {unknown or [text]} in --models; "
+            f"allowed: {', '.join(MODEL_NAMES)}"
+        )
+    return tuple(dict.fromkeys(names))  # type: ignore[arg-type]  # checked just above
+
+
+def with_overrides(
+    settings: Settings, *, start: str | None, end: str | None, out: Path | None
+) -> Settings:
+    """Settings with `--start/--end/--out` applied and validated like config.yaml values.
+
+    Raises:
+        ConfigError: an unparsable date or start >= end.
+    """
+    values = settings.backtest.model_dump()
+    values.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
+    if out is not None:
+        values["reports_dir"] = out
+    try:
+        backtest = BacktestSettings.model_validate(values)
+    except (ValidationError, ValueError) as e:
+        detail = (
+            "; ".join(err["msg"] for err in e.errors()) if isinstance(e, ValidationError) else e
+        )
+        raise ConfigError(
+            f"--start/--end: {detail} (use e.g. 2020-01-01 or 2020-01-01T12:00)"
+        ) from e
+    return settings.model_copy(update={"backtest": backtest})
+
+
+class _ProgressBars:
+    """One rich task per (stage, algorithm), created on first use."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[tuple[str, str], TaskID] = {}
+
+    def __call__(self, event: BacktestProgress) -> None:
+        key = (event.stage, event.algorithm)
+        if key not in self._tasks:
+            label = "walk-forward folds" if event.stage == "folds" else "backtest + fee sweep"
+            self._tasks[key] = self._progress.add_task(f"{event.algorithm} {label}", total=None)
+        self._progress.update(self._tasks[key], completed=event.done, total=event.total)
+
+
+@contextmanager
+def _bars(console: Console) -> Iterator[_ProgressBars]:
+    with fold_progress(console) as progress:
+        yield _ProgressBars(progress)
+
+
+def backtest_command(
+    ctx: typer.Context,
+    symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")] = None,
+    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h")] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", "-m", help=f"Comma-separated: {','.join(MODEL_NAMES)}"),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First candle used (train AND test), UTC")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Last candle used (train AND test), UTC")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Import this candle file")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Reports directory")] = None,
+    model_id: Annotated[
+        str | None, typer.Option("--model-id", help="Backtest this saved model (no retraining)")
+    ] = None,
+) -> None:
+    """Walk-forward backtest: per-fold classification next to trading metrics, JSON + HTML.
+
+    --start/--end restrict the candles used for training AND testing. With --model-id a saved
+    model predicts the whole period instead (flagged when it overlaps its training data). The
+    last line printed is the path of the HTML report.
+    """
+    settings = with_overrides(require_settings(ctx.obj), start=start, end=end, out=out)
+    if model_id is not None and models is not None:
+        raise ConfigError("pass either --models (walk-forward) or --model-id (a saved model)")
+    algorithms = parse_models(models) if models is not None else settings.backtest.models
+    if model_id is not None:
+        manifest = read_manifest(settings.ml.registry_dir, model_id)
+        symbol, timeframe = symbol or manifest.symbol, timeframe or manifest.timeframe
+    prepared = prepare_candles(settings, file=data, symbol=symbol, timeframe=timeframe)
+    with _bars(Console(stderr=True)) as bars:
+        result = run_backtest(
+            prepared.frame,
+            settings,
+            symbol=prepared.symbol,
+            timeframe=prepared.timeframe,
+            algorithms=algorithms,
+            model_id=model_id,
+            progress=bars,
+        )
+    files = write_report(result, settings.backtest.reports_dir)
+    record_run(result, files, settings)
+    print_report(result, Console())
+    typer.echo(str(files.html))
+
+
+# ----------------------------------------------------------------------------- console
+def print_report(result: BacktestResult, console: Console) -> None:
+    """The console report: banners, per-fold tables, leaderboard and the verdict."""
+    for model in result.models:
+        if model.in_sample:
+            console.print(
+                f"[bold white on red] IN-SAMPLE [/] {model.in_sample_bars:,} tested candles are "
+                f"inside the training range of {model.model_id}: not evidence."
+            )
+        console.print(segment_table(result, model))
+    if len(result.models) > 1:
+        console.print(leaderboard_table(result))
+    console.print("[bold]Verdict[/bold]")
+    for line in verdict_lines(result):
+        style = "bold red" if "LOST" in line or "IN-SAMPLE" in line else ""
+        console.print(f"  - {line}", style=style, highlight=False)
+
+
+def _score_cells(metrics: Any) -> list[str]:
+    if metrics is None:
+        return ["-"] * (len(_CLASSIFICATION) + 1)
+    return [f"{metrics.n:,}", *(fmt_num(getattr(metrics, name)) for name in _CLASSIFICATION)]
+
+
+def _trading_cells(trading: Any) -> list[str]:
+    return [
+        fmt_pct(trading.total_return),
+        fmt_num(trading.sharpe, 2),
+        fmt_pct(trading.max_drawdown),
+        str(trading.n_trades),
+        fmt_pct(trading.win_rate, signed=False),
+        fmt_pct(trading.buy_and_hold_return),
+    ]
+
+
+def _segment_row(segment: Segment) -> list[str]:
+    period = f"{segment.start:%Y-%m-%d} .. {segment.end:%Y-%m-%d}"
+    return [
+        segment.label,
+        period,
+        *_score_cells(segment.classification),
+        *_trading_cells(segment.trading),
+    ]
+
+
+def segment_table(result: BacktestResult, model: ModelBacktest) -> Table:
+    """Per fold: classification | trading | buy-and-hold; then totals and baselines."""
+    name = model.model_id or model.algorithm
+    table = Table(title=f"{name}: {result.symbol} {result.timeframe}, {result.mode} backtest")
+    for column in ("fold", "test period", "n", "accuracy", "precision", "recall", "F1"):
+        table.add_column(column, justify="left" if column in ("fold", "test period") else "right")
+    table.add_column("ROC-AUC", justify="right")
+    for column in ("return", "Sharpe", "max DD", "trades", "win rate", "B&H return"):
+        table.add_column(column, justify="right")
+    for segment in model.segments:
+        table.add_row(*_segment_row(segment))
+    table.add_section()
+    period = f"{result.period_start:%Y-%m-%d} .. {result.period_end:%Y-%m-%d}"
+    totals = [*_score_cells(model.classification), *_trading_cells(model.trading)]
+    table.add_row("all", period, *totals, style="bold")
+    for baseline, accuracy in model.baselines.to_dict().items():
+        table.add_row("baseline", baseline, "", fmt_num(accuracy), *[""] * 10)
+    table.add_row(
+        "context", "prev. return AUC", "", "", "", "", "", fmt_num(model.previous_return_auc)
+    )
+    sig, fees = model.significance, model.fee_sensitivity
+    verdict = "significant" if sig.is_significant() else "NOT significant"
+    table.caption = (
+        f"accuracy {sig.accuracy:.4f} vs best baseline {sig.baseline} "
+        f"{sig.baseline_accuracy:.4f}: binomial p = {sig.p_value:.3g} ({verdict} at 5%); "
+        f"ROC-AUC {sig.roc_auc:.4f} CI {sig.roc_auc_ci[0]:.4f}-{sig.roc_auc_ci[1]:.4f}. "
+        f"Fees: {fees.note}."
+    )
+    return table
+
+
+def leaderboard_table(result: BacktestResult) -> Table:
+    """One row per model, best strategy return first, same candles and folds for all."""
+    table = Table(title="Leaderboard (same candles and folds for every model)")
+    columns = ("#", "model", "accuracy", "ROC-AUC", "p-value", "return", "vs B&H", "Sharpe")
+    for column in (*columns, "max DD", "trades", "break-even"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for rank, model in enumerate(result.leaderboard(), start=1):
+        break_even = model.fee_sensitivity.break_even_bps
+        table.add_row(
+            str(rank),
+            model.model_id or model.algorithm,
+            fmt_num(model.classification.accuracy),
+            fmt_num(model.classification.roc_auc),
+            f"{model.significance.p_value:.3g}",
+            fmt_pct(model.trading.total_return),
+            f"{model.excess_return * 100:+.1f} pp",
+            fmt_num(model.trading.sharpe, 2),
+            fmt_pct(model.trading.max_drawdown),
+            str(model.trading.n_trades),
+            "-" if break_even is None else f"{break_even:.2f} bps",
+        )
+    return table
