@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from backtests.cli import backtest_command
+from bot.cli import live_command
 from core.errors import AppError
 from core.logging import setup_logging
 from core.settings import load_settings
@@ -72,6 +73,7 @@ app.command("train")(train_command)
 app.command("backtest")(backtest_command)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
+app.command("live")(live_command)
 
 
 @app.command()
