@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from api.cli import serve_command
 from backtests.cli import backtest_command
 from bot.cli import live_command
 from core.errors import AppError
@@ -73,6 +74,7 @@ app.command("train")(train_command)
 app.command("backtest")(backtest_command)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
+app.command("serve")(serve_command)
 app.command("live")(live_command)
 
 

@@ -1,0 +1,108 @@
+"""`create_app(settings=None)`: the FastAPI app (uvicorn runs `api.app:create_app --factory`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import install_error_handlers
+from api.limits import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    parse_rate_limit,
+)
+from api.models import ModelStore
+from api.routes import backtests, health, history, models, pages, predictions
+from core.logging import setup_logging
+from core.settings import Settings, load_settings
+from storage.db import init_db, make_engine, make_session_factory
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "CRYPTOPRED_CONFIG"
+DEFAULT_CONFIG = Path("config.yaml")
+
+DESCRIPTION = """
+Predictions of whether the next crypto candle closes **UP** or **DOWN**, the live track
+record of the signal bot, and what walk-forward evaluation and backtests expected.
+
+* Prediction endpoints accept finite JSON numbers only (no strings, `NaN` or `Infinity`)
+  and exactly the features listed by `GET /features`.
+* `POST /models/{model_id}/promote` needs the `X-API-Key` header (`CRYPTOPRED_API_KEY`).
+* Errors are `{"detail": ...}` naming the offending field and how to fix it.
+"""
+
+
+def settings_from_env() -> Settings:
+    """Settings for the uvicorn factory: `$CRYPTOPRED_CONFIG`, else ./config.yaml, else defaults."""
+    configured = os.environ.get(CONFIG_ENV)
+    if configured:
+        return load_settings(Path(configured))
+    return load_settings(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+
+
+def known_pairs(settings: Settings) -> frozenset[tuple[str, str]]:
+    """The configured (symbol, timeframe) pairs: `data` plus every bot pair."""
+    pairs = {(settings.data.symbol, settings.data.timeframe)}
+    pairs |= {(s, t) for s in settings.bot.symbols for t in settings.bot.timeframes}
+    return frozenset(pairs)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; without `settings` (uvicorn factory) load them and set up logging."""
+    if settings is None:
+        settings = settings_from_env()
+        setup_logging(settings.logging)
+    engine = make_engine(settings.storage.db_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(init_db, engine)
+        logger.info("API ready: models in %s", settings.ml.registry_dir)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="crypto-predictor",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.models = ModelStore(
+        registry_dir=Path(settings.ml.registry_dir), known_pairs=known_pairs(settings)
+    )
+    app.state.templates = pages.make_templates()
+    _install_middleware(app, settings)
+    install_error_handlers(app)
+    for module in (health, predictions, history, models, backtests, pages):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Added innermost first: rate limit, body limit, API key, CORS (outermost)."""
+    if settings.api.rate_limit is not None:
+        app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    if settings.api.require_key_for_all:
+        app.add_middleware(ApiKeyMiddleware, expected=settings.secrets.api_key)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )

@@ -1,0 +1,130 @@
+"""Pure Plotly builders for the dashboard: (DataFrame, ...) -> go.Figure, plus HTML embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+UP_COLOUR = "#1a7f37"
+DOWN_COLOUR = "#cf222e"
+LINE_COLOUR = "#0969da"
+REFERENCE_COLOURS = ("#8250df", "#bc4c00", "#6e7781")
+_LAYOUT = {
+    "template": "plotly_white",
+    "margin": {"l": 56, "r": 16, "t": 40, "b": 40},
+    "height": 320,
+    "legend": {"orientation": "h", "y": -0.2},
+    "font": {"family": "system-ui, sans-serif", "size": 12},
+}
+
+
+def accuracy_figure(series: pd.DataFrame, *, references: Mapping[str, float]) -> go.Figure:
+    """Rolling live accuracy over time with flat reference lines (expectations, coin flip).
+
+    Args:
+        series: index = candle open time; column `rolling_accuracy` (0..1).
+        references: label -> accuracy drawn as a dashed horizontal line across the chart.
+    """
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=series.index,
+            y=series["rolling_accuracy"],
+            mode="lines+markers" if len(series) < 60 else "lines",
+            name="live rolling accuracy",
+            line={"color": LINE_COLOUR, "width": 2},
+            hovertemplate="%{x|%Y-%m-%d %H:%M}Z<br>accuracy %{y:.1%}<extra></extra>",
+        )
+    )
+    if len(series):
+        x_span = [series.index[0], series.index[-1]]
+        for colour, (label, value) in zip(REFERENCE_COLOURS, references.items(), strict=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=x_span,
+                    y=[value, value],
+                    mode="lines",
+                    name=f"{label} ({value:.1%})",
+                    line={"color": colour, "dash": "dash", "width": 1.5},
+                    hoverinfo="skip",
+                )
+            )
+    fig.update_layout(**_LAYOUT, title="Rolling live accuracy vs expectation")
+    fig.update_yaxes(tickformat=".0%", title="accuracy", rangemode="tozero")
+    return fig
+
+
+def importance_figure(importance: pd.Series, *, top: int = 20) -> go.Figure:
+    """Horizontal bars of the `top` features by absolute importance (largest on top)."""
+    ranked = importance.reindex(importance.abs().sort_values(ascending=False).index).head(top)
+    ranked = ranked.iloc[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=ranked.to_numpy(),
+            y=[str(name) for name in ranked.index],
+            orientation="h",
+            marker={"color": [UP_COLOUR if value >= 0 else DOWN_COLOUR for value in ranked]},
+            hovertemplate="%{y}: %{x:.4g}<extra></extra>",
+        )
+    )
+    layout = {**_LAYOUT, "height": max(280, 22 * len(ranked) + 80)}
+    fig.update_layout(**layout, title="Feature importance (permutation, out of sample)")
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def probability_figure(predictions: pd.DataFrame, *, threshold: float) -> go.Figure:
+    """Logged `proba_up` over time; markers show the outcome (right, wrong, pending).
+
+    Args:
+        predictions: index = candle open time; columns `proba_up` and `is_correct`
+            (True, False or None while the target candle is still open).
+        threshold: the UP/DOWN decision threshold, drawn as a dashed line.
+    """
+    fig = go.Figure()
+    outcome = predictions["is_correct"].map({True: "right", False: "wrong"}).fillna("pending")
+    styles = {"right": UP_COLOUR, "wrong": DOWN_COLOUR, "pending": "#6e7781"}
+    for label, colour in styles.items():
+        part = predictions[outcome == label]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part.index,
+                y=part["proba_up"],
+                mode="markers",
+                name=label,
+                marker={"color": colour, "size": 7},
+                hovertemplate="%{x|%Y-%m-%d %H:%M}Z<br>P(up) %{y:.3f}<extra></extra>",
+            )
+        )
+    if len(predictions):
+        fig.add_trace(
+            go.Scatter(
+                x=[predictions.index.min(), predictions.index.max()],
+                y=[threshold, threshold],
+                mode="lines",
+                name=f"threshold {threshold:.2f}",
+                line={"color": "#6e7781", "dash": "dot", "width": 1},
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(**_LAYOUT, title="Logged P(up) and outcomes")
+    fig.update_yaxes(title="P(up)")
+    return fig
+
+
+def figure_html(fig: go.Figure, *, div_id: str) -> str:
+    """A `<div>` + script fragment; the page loads Plotly itself from /static/plotly.min.js."""
+    return str(
+        pio.to_html(
+            fig,
+            include_plotlyjs=False,
+            full_html=False,
+            div_id=div_id,
+            config={"displaylogo": False, "responsive": True},
+        )
+    )

@@ -1,0 +1,213 @@
+"""Read-side assembly shared by routes and the dashboard: accuracy, model info, health."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from api.models import LoadedModel, ModelStore
+from api.schemas import (
+    AccuracyOut,
+    AccuracyPoint,
+    BacktestSummary,
+    FeatureOut,
+    FeaturesOut,
+    HealthOut,
+    ModelInfoOut,
+)
+from api.summaries import backtest_summary, expectation, live_accuracy
+from core.errors import AppError, ModelError, StorageError
+from core.settings import Settings
+from core.timeframes import from_epoch_ms
+from ml.features import feature_specs
+from ml.predict import feature_settings_of
+from ml.registry import ModelManifest, read_manifest
+from storage.db import check_connection, session_scope
+from storage.repository import latest_backtest_for_model, latest_bot_run, resolved_predictions
+
+logger = logging.getLogger(__name__)
+
+
+def latest_backtest(session: Any, model_id: str | None) -> BacktestSummary | None:
+    """The newest backtest run that used `model_id`, summarised for that model."""
+    if model_id is None:
+        return None
+    run = latest_backtest_for_model(session, model_id)
+    return None if run is None else backtest_summary(run, model_id=model_id)
+
+
+def accuracy_report(
+    session: Any,
+    store: ModelStore,
+    *,
+    symbol: str,
+    timeframe: str,
+    window: int,
+    last: int,
+    model_id: str | None,
+) -> AccuracyOut:
+    """Live accuracy of one model's resolved predictions vs its out-of-sample expectation.
+
+    Without `model_id` the pair's current model is used (every model if none is current).
+
+    Raises:
+        ModelNotFoundError: `model_id` is not in the registry, or the pair is unknown.
+    """
+    current = store.current_or_none(symbol, timeframe)
+    if current is None:
+        store.check_known(symbol, timeframe)
+    manifest: ModelManifest | None = current.manifest if current else None
+    if model_id is not None and (manifest is None or manifest.model_id != model_id):
+        manifest = read_manifest(store.registry_dir, model_id)
+    chosen = manifest.model_id if manifest else None
+    predictions = resolved_predictions(
+        session, symbol=symbol, timeframe=timeframe, model_id=chosen, limit=last
+    )
+    live = live_accuracy(predictions, window=window)
+    return AccuracyOut(
+        symbol=symbol,
+        timeframe=timeframe,
+        model_id=chosen,
+        window=window,
+        n=live.n,
+        accuracy=live.accuracy,
+        roc_auc=live.roc_auc,
+        brier=live.brier,
+        expected=expectation(manifest, latest_backtest(session, chosen)),
+        series=[
+            AccuracyPoint(candle_open=stamp, rolling_accuracy=accuracy, n_in_window=int(count))
+            for stamp, accuracy, count in zip(
+                pd.DatetimeIndex(live.series.index).to_pydatetime(),
+                live.series["rolling_accuracy"].astype(float).tolist(),
+                live.series["n_in_window"].tolist(),
+                strict=True,
+            )
+        ],
+    )
+
+
+def features_of(model: LoadedModel) -> FeaturesOut:
+    """Every feature the model needs, with its description and training range."""
+    manifest = model.manifest
+    specs = {spec.name: spec for spec in feature_specs(feature_settings_of(model.artifact))}
+    features = []
+    for name in manifest.feature_names:
+        spec = specs.get(name)
+        low, high = manifest.feature_ranges.get(name, (None, None))
+        features.append(
+            FeatureOut(
+                name=name,
+                description=spec.description if spec else "",
+                group=spec.group if spec else "other",
+                train_min=low,
+                train_max=high,
+            )
+        )
+    return FeaturesOut(
+        model_id=manifest.model_id,
+        symbol=manifest.symbol,
+        timeframe=manifest.timeframe,
+        features=features,
+    )
+
+
+def model_info(session: Any, model: LoadedModel) -> ModelInfoOut:
+    """The manifest of a served model plus its latest backtest."""
+    manifest = model.manifest
+    return ModelInfoOut(
+        model_id=manifest.model_id,
+        exchange=manifest.exchange,
+        symbol=manifest.symbol,
+        timeframe=manifest.timeframe,
+        algorithm=manifest.algorithm,
+        params=manifest.params,
+        threshold=manifest.threshold,
+        labels=manifest.labels,
+        train_start=manifest.train_start,
+        train_end=manifest.train_end,
+        n_train_rows=manifest.n_train_rows,
+        created_at=manifest.created_at,
+        walk_forward=manifest.walk_forward,
+        validation_metrics=manifest.validation_metrics,
+        feature_importance=manifest.feature_importance,
+        library_versions=manifest.library_versions,
+        git_commit=manifest.git_commit,
+        inference="compiled" if model.scorer.is_compiled else "predict_proba",
+        backtest=latest_backtest(session, manifest.model_id),
+    )
+
+
+def health_report(
+    *, engine: Any, session_factory: Any, store: ModelStore, settings: Settings, pair: Any
+) -> HealthOut:
+    """Probe the database, the pair's current model and the bot heartbeat; list what is wrong."""
+    now = datetime.now(UTC)
+    reasons: list[str] = []
+    database = _probe_database(engine, reasons)
+    model_id, model_age = _probe_model(store, pair.symbol, pair.timeframe, now, reasons)
+    run = _probe_bot(session_factory, reasons) if database == "ok" else None
+    tick_at = from_epoch_ms(run.last_tick_ms) if run and run.last_tick_ms else None
+    tick_age = (now - tick_at).total_seconds() if tick_at else None
+    if run is not None and run.status != "running":
+        reasons.append(f"the bot is {run.status} (last error: {run.last_error or 'none'})")
+    elif run is not None and (
+        tick_age is None or tick_age > settings.api.max_tick_age.total_seconds()
+    ):
+        age = "never ticked" if tick_age is None else f"last tick {tick_age:.0f} s ago"
+        reasons.append(
+            f"bot heartbeat is stale: {age} (api.max_tick_age={settings.api.max_tick_age})"
+        )
+    return HealthOut(
+        status="unhealthy" if reasons else "ok",
+        reasons=reasons,
+        database=database,
+        symbol=pair.symbol,
+        timeframe=pair.timeframe,
+        model_id=model_id,
+        model_age_seconds=model_age,
+        last_tick_at=tick_at,
+        last_tick_age_seconds=tick_age,
+        bot_status=run.status if run else None,
+        detail="; ".join(reasons) if reasons else None,
+    )
+
+
+def _probe_database(engine: Any, reasons: list[str]) -> str:
+    try:
+        check_connection(engine)
+    except StorageError as e:
+        reasons.append(str(e))
+        return "unreachable"
+    return "ok"
+
+
+def _probe_model(
+    store: ModelStore, symbol: str, timeframe: str, now: datetime, reasons: list[str]
+) -> tuple[str | None, float | None]:
+    try:
+        model = store.current(symbol, timeframe)
+    except ModelError as e:
+        reasons.append(str(e))
+        return None, None
+    return model.manifest.model_id, (now - model.manifest.created_at).total_seconds()
+
+
+def _probe_bot(session_factory: Any, reasons: list[str]) -> Any:
+    try:
+        with session_scope(session_factory, operation="health check", read_only=True) as session:
+            run = latest_bot_run(session)
+    except AppError as e:
+        reasons.append(str(e))
+        return None
+    if run is None:
+        reasons.append("no bot heartbeat recorded yet; start the bot with `cryptopred live`")
+    return run
+
+
+def reports_root(settings: Settings) -> Path:
+    """The resolved backtest reports directory."""
+    return Path(settings.backtest.reports_dir).resolve()

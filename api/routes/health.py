@@ -1,0 +1,30 @@
+"""`GET /health`: database, current model and bot heartbeat."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import PairDep, SettingsDep, StoreDep
+from api.queries import health_report
+from api.schemas import HealthOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "Unhealthy; `reasons` says why"}},
+)
+def health(request: Request, pair: PairDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    """200 when the database answers, a current model exists and the bot ticked recently."""
+    report = health_report(
+        engine=request.app.state.engine,
+        session_factory=request.app.state.session_factory,
+        store=store,
+        settings=settings,
+        pair=pair,
+    )
+    status = 200 if report.status == "ok" else 503
+    return JSONResponse(report.model_dump(mode="json"), status_code=status)

@@ -1,0 +1,542 @@
+"""Pydantic request and response models of the REST API (strict inputs; never ORM rows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.types import Direction, Timeframe
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A JSON number that is finite: no strings, booleans, null, NaN or Infinity."""
+
+Symbol = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=3,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9.\-]+/[A-Za-z0-9.\-]+(:[A-Za-z0-9.\-]+)?$",
+        examples=["BTC/USDT"],
+    ),
+]
+"""A ccxt market symbol such as `BTC/USDT`."""
+
+EpochMs = Annotated[int, Field(strict=True, ge=0, le=7_258_118_400_000)]
+"""Epoch milliseconds between 1970 and 2200."""
+
+Candle = tuple[EpochMs, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+"""One ccxt OHLCV row: `[open_time_ms, open, high, low, close, volume]`."""
+
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+"""Registry model ids and backtest run ids (letters, digits, `_.-`; no path separators)."""
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""Media type of the columnar (Arrow IPC stream) body accepted by `/predict/batch`."""
+
+_FEATURES_EXAMPLE: dict[str, Any] = {"log_return_1": 0.0012, "rsi": 55.3, "volatility_24": 0.0081}
+_TS = "2024-05-01T12:00:00Z"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+
+# ------------------------------------------------------------------------------ requests
+class PredictRequest(_Strict):
+    """Ready-made feature values for one candle (names from `GET /features`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"features": _FEATURES_EXAMPLE}]})
+
+    features: dict[str, FiniteFloat]
+
+
+class BatchRequest(_Strict):
+    """Many rows of feature values; predictions come back in the same order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"rows": [_FEATURES_EXAMPLE, _FEATURES_EXAMPLE]}]}
+    )
+
+    rows: list[dict[str, FiniteFloat]] = Field(min_length=1)
+
+
+class CandlesRequest(BaseModel):
+    """Raw candles, oldest first; features are computed server-side with `build_features`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "candles": [
+                        [1714561200000, 60110.5, 60300.0, 59950.1, 60250.2, 812.4],
+                        [1714564800000, 60250.2, 60410.9, 60180.0, 60390.7, 640.9],
+                    ],
+                }
+            ]
+        },
+    )
+
+    symbol: Symbol | None = None
+    timeframe: Timeframe | None = None
+    candles: list[Candle] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------------------ predictions
+class PredictionOut(_Out):
+    """The model's call for one row."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "direction": "UP",
+                    "probability_up": 0.5731,
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "threshold": 0.5,
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                }
+            ]
+        }
+    )
+
+    direction: Direction
+    probability_up: float
+    model_id: str
+    threshold: float
+    symbol: str
+    timeframe: str
+
+
+class BatchItem(_Out):
+    """One row's direction and probability."""
+
+    direction: Direction
+    probability_up: float
+
+
+class BatchPredictionOut(_Out):
+    """Predictions for every row, in request order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "threshold": 0.5,
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "count": 2,
+                    "predictions": [
+                        {"direction": "UP", "probability_up": 0.57},
+                        {"direction": "DOWN", "probability_up": 0.44},
+                    ],
+                }
+            ]
+        }
+    )
+
+    model_id: str
+    threshold: float
+    symbol: str
+    timeframe: str
+    count: int
+    predictions: list[BatchItem]
+
+
+class CandlePredictionOut(PredictionOut):
+    """A prediction for the last closed candle of the posted candles."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "direction": "DOWN",
+                    "probability_up": 0.4812,
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "threshold": 0.5,
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "candle_open": "2024-05-01T11:00:00Z",
+                    "candle_close": _TS,
+                    "horizon_bars": 1,
+                    "candles_used": 481,
+                    "dropped_forming_candle": False,
+                }
+            ]
+        }
+    )
+
+    candle_open: datetime
+    candle_close: datetime
+    horizon_bars: int
+    candles_used: int
+    dropped_forming_candle: bool
+
+
+class LoggedPrediction(_Out):
+    """A prediction the bot logged, with its outcome once the target candle closed."""
+
+    id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+    candle_open: datetime
+    target_close: datetime
+    horizon_bars: int
+    probability_up: float
+    direction: Direction
+    signal: int
+    threshold: float
+    model_id: str
+    created_at: datetime
+    is_backfill: bool
+    actual_return: float | None
+    actual_direction: Direction | None
+    is_correct: bool | None
+    resolved_at: datetime | None
+
+
+_LOGGED_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "exchange": "binance",
+    "symbol": "BTC/USDT",
+    "timeframe": "1h",
+    "candle_open": "2024-05-01T11:00:00Z",
+    "target_close": "2024-05-01T13:00:00Z",
+    "horizon_bars": 1,
+    "probability_up": 0.56,
+    "direction": "UP",
+    "signal": 1,
+    "threshold": 0.5,
+    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+    "created_at": "2024-05-01T12:00:05Z",
+    "is_backfill": False,
+    "actual_return": 0.0031,
+    "actual_direction": "UP",
+    "is_correct": True,
+    "resolved_at": "2024-05-01T13:00:04Z",
+}
+
+
+class PredictionPageOut(_Out):
+    """One page of logged predictions, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_LOGGED_EXAMPLE], "next_cursor": "MTcxNDU2"}]}
+    )
+
+    items: list[LoggedPrediction]
+    next_cursor: str | None
+
+
+# ------------------------------------------------------------------------------ accuracy
+class AccuracyPoint(_Out):
+    """Rolling live accuracy after one resolved prediction."""
+
+    candle_open: datetime
+    rolling_accuracy: float
+    n_in_window: int
+
+
+class Expectation(_Out):
+    """What the model was expected to achieve out of sample."""
+
+    walk_forward_accuracy: float | None
+    walk_forward_roc_auc: float | None
+    backtest_id: str | None
+    backtest_accuracy: float | None
+
+
+class AccuracyOut(_Out):
+    """Live accuracy of logged predictions compared with the out-of-sample expectation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "window": 100,
+                    "n": 240,
+                    "accuracy": 0.521,
+                    "roc_auc": 0.534,
+                    "brier": 0.2491,
+                    "expected": {
+                        "walk_forward_accuracy": 0.517,
+                        "walk_forward_roc_auc": 0.529,
+                        "backtest_id": "20240501T0000Z-1a2b3c",
+                        "backtest_accuracy": 0.515,
+                    },
+                    "series": [{"candle_open": _TS, "rolling_accuracy": 0.53, "n_in_window": 100}],
+                }
+            ]
+        }
+    )
+
+    symbol: str
+    timeframe: str
+    model_id: str | None
+    window: int
+    n: int
+    accuracy: float | None
+    roc_auc: float | None
+    brier: float | None
+    expected: Expectation
+    series: list[AccuracyPoint]
+
+
+# ------------------------------------------------------------------------------ models
+class FeatureOut(_Out):
+    """One input the current model needs."""
+
+    name: str
+    description: str
+    group: str
+    train_min: float | None
+    train_max: float | None
+
+
+class FeaturesOut(_Out):
+    """Every feature of the current model, in model order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "features": [
+                        {
+                            "name": "rsi",
+                            "description": "RSI(14), 0..100",
+                            "group": "momentum",
+                            "train_min": 8.1,
+                            "train_max": 93.4,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    model_id: str
+    symbol: str
+    timeframe: str
+    features: list[FeatureOut]
+
+
+class BacktestSummary(_Out):
+    """A backtest run and the metrics it recorded for one model."""
+
+    id: str
+    created_at: datetime
+    symbol: str
+    timeframe: str
+    models: list[str]
+    period_start: datetime
+    period_end: datetime
+    model_ids: dict[str, str]
+    report_url: str | None
+    classification: dict[str, Any]
+    trading: dict[str, Any]
+
+
+class ModelInfoOut(_Out):
+    """The current model's manifest plus the latest backtest that used it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "exchange": "binance",
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "algorithm": "lightgbm",
+                    "params": {"n_estimators": 300, "learning_rate": 0.03},
+                    "threshold": 0.5,
+                    "labels": {"method": "direction", "horizon_bars": 1},
+                    "train_start": "2021-01-01T00:00:00Z",
+                    "train_end": "2024-05-01T00:00:00Z",
+                    "n_train_rows": 8760,
+                    "created_at": "2024-05-01T00:10:00Z",
+                    "walk_forward": {"metrics": {"accuracy": 0.517, "roc_auc": 0.529}},
+                    "validation_metrics": None,
+                    "feature_importance": {"rsi": 0.012, "log_return_1": 0.009},
+                    "library_versions": {"lightgbm": "4.7.0"},
+                    "git_commit": "d23a105",
+                    "inference": "compiled",
+                    "backtest": None,
+                }
+            ]
+        }
+    )
+
+    model_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    algorithm: str
+    params: dict[str, Any]
+    threshold: float
+    labels: dict[str, Any]
+    train_start: datetime
+    train_end: datetime
+    n_train_rows: int
+    created_at: datetime
+    walk_forward: dict[str, Any] | None
+    validation_metrics: dict[str, Any] | None
+    feature_importance: dict[str, float]
+    library_versions: dict[str, str]
+    git_commit: str | None
+    inference: Literal["compiled", "predict_proba"]
+    backtest: BacktestSummary | None
+
+
+class PromoteOut(_Out):
+    """The result of a promotion."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "previous_model_id": "BTC_USDT-1h-lightgbm-20240401T0000Z",
+                }
+            ]
+        }
+    )
+
+    model_id: str
+    symbol: str
+    timeframe: str
+    previous_model_id: str | None
+
+
+class BacktestListOut(_Out):
+    """Recorded backtest runs, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": "20240501T0000Z-1a2b3c",
+                            "created_at": _TS,
+                            "symbol": "BTC/USDT",
+                            "timeframe": "1h",
+                            "models": ["lightgbm"],
+                            "period_start": "2023-01-01T00:00:00Z",
+                            "period_end": "2024-05-01T00:00:00Z",
+                            "model_ids": {"lightgbm": "BTC_USDT-1h-lightgbm-20240501T0000Z"},
+                            "report_url": "/reports/20240501T0000Z-1a2b3c/report.html",
+                            "classification": {"accuracy": 0.515},
+                            "trading": {"total_return": 0.12, "sharpe": 0.8},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[BacktestSummary]
+
+
+class BacktestOut(BacktestSummary):
+    """One backtest run with every metric it recorded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "20240501T0000Z-1a2b3c",
+                    "created_at": _TS,
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "models": ["lightgbm"],
+                    "period_start": "2023-01-01T00:00:00Z",
+                    "period_end": "2024-05-01T00:00:00Z",
+                    "model_ids": {},
+                    "report_url": None,
+                    "classification": {},
+                    "trading": {},
+                    "config_hash": "1a2b3c4d",
+                    "metrics": {"lightgbm": {"trading": {"total_return": 0.12}}},
+                }
+            ]
+        }
+    )
+
+    config_hash: str
+    metrics: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------ health
+class HealthOut(_Out):
+    """Liveness of the database, the current model and the bot."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "reasons": [],
+                    "database": "ok",
+                    "symbol": "BTC/USDT",
+                    "timeframe": "1h",
+                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
+                    "model_age_seconds": 86400.0,
+                    "last_tick_at": _TS,
+                    "last_tick_age_seconds": 65.2,
+                    "bot_status": "running",
+                }
+            ]
+        }
+    )
+
+    status: Literal["ok", "unhealthy"]
+    reasons: list[str]
+    database: str
+    symbol: str
+    timeframe: str
+    model_id: str | None
+    model_age_seconds: float | None
+    last_tick_at: datetime | None
+    last_tick_age_seconds: float | None
+    bot_status: str | None
+    detail: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error response: `detail` names what failed and how to fix it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"detail": "features do not match: missing ['rsi']"}]}
+    )
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "Unknown symbol/timeframe pair or id"},
+    422: {"model": ErrorOut, "description": "Invalid input; `detail` names the field"},
+    503: {"model": ErrorOut, "description": "No model trained yet (the message says how)"},
+}
+"""OpenAPI error responses shared by the model-backed endpoints."""
