@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
@@ -166,14 +167,19 @@ def _score_cells(metrics: Any) -> list[str]:
     return [f"{metrics.n:,}", *(fmt_num(getattr(metrics, name)) for name in _CLASSIFICATION)]
 
 
+def _pct(value: float, *, signed: bool = True) -> str:
+    """Compact percent for the console: fmt_pct without the space."""
+    return fmt_pct(value, signed=signed).replace(" %", "%")
+
+
 def _trading_cells(trading: Any) -> list[str]:
     return [
-        fmt_pct(trading.total_return),
+        _pct(trading.total_return),
         fmt_num(trading.sharpe, 2),
-        fmt_pct(trading.max_drawdown),
-        str(trading.n_trades),
-        fmt_pct(trading.win_rate, signed=False),
-        fmt_pct(trading.buy_and_hold_return),
+        _pct(trading.max_drawdown),
+        f"{trading.n_trades:,}",
+        _pct(trading.win_rate, signed=False),
+        _pct(trading.buy_and_hold_return),
     ]
 
 
@@ -190,9 +196,12 @@ def _segment_row(segment: Segment) -> list[str]:
 def segment_table(result: BacktestResult, model: ModelBacktest) -> Table:
     """Per fold: classification | trading | buy-and-hold; then totals and baselines."""
     name = model.model_id or model.algorithm
-    table = Table(title=f"{name}: {result.symbol} {result.timeframe}, {result.mode} backtest")
-    for column in ("fold", "test period", "n", "accuracy", "precision", "recall", "F1"):
-        table.add_column(column, justify="left" if column in ("fold", "test period") else "right")
+    title = f"{name}: {result.symbol} {result.timeframe}, {result.mode.replace('_', '-')} backtest"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("fold", no_wrap=True)
+    table.add_column("test period", no_wrap=True)
+    for column in ("n", "accuracy", "prec.", "recall", "F1"):
+        table.add_column(column, justify="right")
     table.add_column("ROC-AUC", justify="right")
     for column in ("return", "Sharpe", "max DD", "trades", "win rate", "B&H return"):
         table.add_column(column, justify="right")
@@ -220,7 +229,8 @@ def segment_table(result: BacktestResult, model: ModelBacktest) -> Table:
 
 def leaderboard_table(result: BacktestResult) -> Table:
     """One row per model, best strategy return first, same candles and folds for all."""
-    table = Table(title="Leaderboard (same candles and folds for every model)")
+    title = "Leaderboard (same candles and folds for every model)"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     columns = ("#", "model", "accuracy", "ROC-AUC", "p-value", "return", "vs B&H", "Sharpe")
     for column in (*columns, "max DD", "trades", "break-even"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -232,11 +242,11 @@ def leaderboard_table(result: BacktestResult) -> Table:
             fmt_num(model.classification.accuracy),
             fmt_num(model.classification.roc_auc),
             f"{model.significance.p_value:.3g}",
-            fmt_pct(model.trading.total_return),
+            _pct(model.trading.total_return),
             f"{model.excess_return * 100:+.1f} pp",
             fmt_num(model.trading.sharpe, 2),
-            fmt_pct(model.trading.max_drawdown),
-            str(model.trading.n_trades),
+            _pct(model.trading.max_drawdown),
+            f"{model.trading.n_trades:,}",
             "-" if break_even is None else f"{break_even:.2f} bps",
         )
     return table
