@@ -188,8 +188,8 @@ def backtest_summary(run: BacktestRun, *, model_id: str | None = None) -> Backte
 def _model_entry(run: BacktestRun, model_id: str | None) -> Mapping[str, Any]:
     """The metrics recorded for one model of a run (keyed by model name)."""
     names = [name for name, stored_id in run.model_ids.items() if stored_id == model_id]
-    if not names:
-        names = list(run.models[:1]) if len(run.models) == 1 or model_id is None else []
+    if not names and model_id is None and len(run.models) == 1:
+        names = list(run.models)  # a one-model run: its metrics are unambiguous
     entry = run.metrics.get(names[0]) if names else None
     return entry if isinstance(entry, Mapping) else {}
 

@@ -63,7 +63,18 @@ def backtest(run_id: RunId, session: SessionDep) -> BacktestOut:
     "/backtests/{run_id}/report",
     response_class=RedirectResponse,
     status_code=307,
-    responses=NOT_FOUND,
+    responses={
+        307: {
+            "description": "Redirect to the report file",
+            "headers": {
+                "Location": {
+                    "schema": {"type": "string"},
+                    "example": "/reports/20240501T000000.000Z-1a2b3c4d/report.html",
+                }
+            },
+        },
+        **NOT_FOUND,
+    },
 )
 def backtest_report(run_id: RunId, session: SessionDep, settings: SettingsDep) -> RedirectResponse:
     """Redirect to the run's HTML report (so its relative asset links resolve)."""
@@ -77,7 +88,7 @@ def backtest_report(run_id: RunId, session: SessionDep, settings: SettingsDep) -
     return RedirectResponse(url, status_code=307)
 
 
-@router.get(f"{REPORTS_URL}/{{path:path}}", response_class=FileResponse, responses=NOT_FOUND)
+@router.get(f"{REPORTS_URL}/{{path:path}}", response_class=FileResponse, include_in_schema=False)
 def report_file(path: str, settings: SettingsDep) -> FileResponse:
     """A file of a backtest report (HTML, its Plotly bundle, JSON) from the reports directory."""
     file = safe_report_file(reports_root(settings), path)

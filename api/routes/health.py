@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import PairDep, SettingsDep, StoreDep
 from api.queries import health_report
-from api.schemas import HealthOut
+from api.schemas import ErrorOut, HealthOut
 
 router = APIRouter(tags=["health"])
 
@@ -15,10 +15,14 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/health",
     response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "Unhealthy; `reasons` says why"}},
+    responses={
+        404: {"model": ErrorOut, "description": "Unknown symbol/timeframe pair"},
+        503: {"model": HealthOut, "description": "Unhealthy; `reasons` says why"},
+    },
 )
 def health(request: Request, pair: PairDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """200 when the database answers, a current model exists and the bot ticked recently."""
+    store.check_known(pair.symbol, pair.timeframe)  # an unknown pair is the caller's error (404)
     report = health_report(
         engine=request.app.state.engine,
         session_factory=request.app.state.session_factory,

@@ -157,7 +157,10 @@ def write_report(settings: Settings) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (settings.backtest.reports_dir / "assets").mkdir(exist_ok=True)
     (settings.backtest.reports_dir / "assets" / "report.css").write_text("body{}", encoding="utf-8")
-    html = '<html><head><link rel="stylesheet" href="../assets/report.css"></head><body>report</body></html>'
+    html = (
+        '<html><head><link rel="stylesheet" href="../assets/report.css"></head>'
+        "<body>report</body></html>"
+    )
     (run_dir / "report.html").write_text(html, encoding="utf-8")
     (run_dir / "secret.txt").write_text("not served", encoding="utf-8")
     return run_dir / "report.html"

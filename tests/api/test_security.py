@@ -114,7 +114,7 @@ def test_promote_needs_the_right_key_and_switches_models(served) -> None:
 
 
 def test_require_key_for_all_protects_every_route(served) -> None:
-    settings, manifest = served
+    settings = served[0]
     settings = _with_key(settings, KEY).model_copy(
         update={"api": settings.api.model_copy(update={"require_key_for_all": True})}
     )
