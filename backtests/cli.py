@@ -140,7 +140,7 @@ def backtest_command(
     files = write_report(result, settings.backtest.reports_dir)
     record_run(result, files, settings)
     print_report(result, Console())
-    typer.echo(str(files.html))
+    typer.echo(str(files.html.resolve()))
 
 
 # ----------------------------------------------------------------------------- console

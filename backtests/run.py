@@ -316,10 +316,7 @@ def _trade(
     started = time.perf_counter()
     steps = 3
     _report(progress, scored.algorithm, 0, steps)
-    frame = tested.copy()
-    frame[PROBA_COLUMN] = scored.proba_up.reindex(tested.index)
-    if ATR_COLUMN in extras:
-        frame[ATR_COLUMN] = extras[ATR_COLUMN].reindex(tested.index)
+    frame = _strategy_frame(tested, scored.proba_up, extras)
     signal, costs = settings.ml.signal, settings.strategy
     run = run_strategy(frame, timeframe=timeframe, signal=signal, strategy=costs)
     trading = trading_metrics(
@@ -358,6 +355,17 @@ def _trade(
         fit_seconds=scored.fit_seconds,
         backtest_seconds=time.perf_counter() - started,
     )
+
+
+def _strategy_frame(
+    tested: pd.DataFrame, proba_up: pd.Series, extras: pd.DataFrame
+) -> pd.DataFrame:
+    """The tested candles plus `proba_up` (and `atr` when an exit rule needs it)."""
+    frame = tested.copy()
+    frame[PROBA_COLUMN] = proba_up.reindex(tested.index)
+    if ATR_COLUMN in extras:
+        frame[ATR_COLUMN] = extras[ATR_COLUMN].reindex(tested.index)
+    return frame
 
 
 def _report(progress: Progress | None, algorithm: str, done: int, total: int) -> None:

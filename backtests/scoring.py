@@ -160,12 +160,8 @@ def score_registry_model(
         )
     # pydantic parses "...Z" with its own tzinfo; pandas slicing needs the same UTC everywhere
     train_range = (_utc(manifest.train_start), _utc(manifest.train_end))
-    predictions = pd.DataFrame({PROBA_COLUMN: proba.dropna()})
-    predictions["y_true"] = dataset.y.reindex(predictions.index).astype("float64")
-    predictions["threshold"] = manifest.threshold
-    predictions["fold"] = 1
     y, p = dataset.y.loc[scored], proba.loc[scored]
-    baselines = _fixed_baselines(dataset, scored, train_range, settings)
+    baselines = _fixed_baselines(dataset, scored, train_range, horizon=_horizon(artifact))
     significance = assess_significance(
         y,
         p,
@@ -174,22 +170,40 @@ def score_registry_model(
         block_bars=_bars_per_day(timeframe),
         seed=settings.ml.seed,
     )
-    importance = pd.DataFrame(
-        {"native": pd.Series(manifest.feature_importance, dtype="float64")}
-    ).assign(permutation=np.nan)
     return ScoredModel(
         algorithm=manifest.algorithm,
         model_id=manifest.model_id,
         proba_up=proba,
-        predictions=predictions,
+        predictions=_registry_predictions(proba, dataset, threshold=manifest.threshold),
         folds=(),
         classification=classification_metrics(y, p, threshold=manifest.threshold),
         baselines=baselines,
         significance=significance,
-        importances=importance.sort_values("native", ascending=False),
+        importances=_registry_importances(artifact),
         train_range=train_range,
         fit_seconds=time.perf_counter() - started,
     )
+
+
+def _horizon(artifact: ModelArtifact) -> int:
+    return LabelSettings.model_validate(artifact.manifest.labels).horizon_bars
+
+
+def _registry_predictions(proba: pd.Series, dataset: Dataset, *, threshold: float) -> pd.DataFrame:
+    """Every candle with a prediction; `y_true` NaN where the label is unknown (the last ones)."""
+    predictions = pd.DataFrame({PROBA_COLUMN: proba.dropna()})
+    predictions["y_true"] = dataset.y.reindex(predictions.index).astype("float64")
+    predictions["threshold"] = threshold
+    predictions["fold"] = 1
+    return predictions
+
+
+def _registry_importances(artifact: ModelArtifact) -> pd.DataFrame:
+    """The manifest's native importances (permutation importance is not stored: NaN)."""
+    native = pd.Series(artifact.manifest.feature_importance, dtype="float64")
+    frame = pd.DataFrame({"native": native, "permutation": np.nan})
+    frame.index.name = "feature"
+    return frame.sort_values("native", ascending=False)
 
 
 def _model_dataset(candles: pd.DataFrame, settings: Settings, artifact: ModelArtifact) -> Dataset:
@@ -205,10 +219,10 @@ def _fixed_baselines(
     dataset: Dataset,
     rows: pd.Index,
     train_range: tuple[pd.Timestamp, pd.Timestamp],
-    settings: Settings,
+    *,
+    horizon: int,
 ) -> Baselines:
     """Baselines of a registry model: its training majority where the candles cover it, else UP."""
-    horizon = settings.ml.labels.horizon_bars
     previous = (dataset.forward_return.shift(horizon) > 0).astype(np.int64)
     trained = dataset.y.loc[train_range[0] : train_range[1]]
     majority = int(trained.mean() >= 0.5) if len(trained) else 1

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
 from backtests.metrics import trading_metrics
@@ -179,7 +178,8 @@ def engine_gap(
         slippage_bps=strategy.slippage_bps,
         position_fraction=strategy.position_fraction,
     )
-    gap = abs(twin.final_equity - final_equity) / abs(final_equity)
+    difference = abs(twin.final_equity - final_equity)
+    gap = difference / abs(final_equity) if final_equity else (0.0 if not difference else math.inf)
     if gap > 1e-6:
         logger.warning(
             "backtrader and the numpy twin disagree: final equity %.6f vs %.6f (gap %.2e)",
@@ -187,4 +187,4 @@ def engine_gap(
             twin.final_equity,
             gap,
         )
-    return float(gap) if np.isfinite(gap) else math.nan
+    return float(gap)

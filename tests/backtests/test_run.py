@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from backtests.run import BacktestProgress, BacktestResult, run_backtest, select_candles
-from backtests.sensitivity import fee_sensitivity
+from backtests.sensitivity import engine_gap, fee_sensitivity
 from core.errors import ConfigError, NotEnoughDataError
 from core.settings import Settings
 from ml.dataset import make_dataset
@@ -21,6 +22,7 @@ from ml.walk_forward import walk_forward_splits
 from ml.workflow import train_model
 from strategy.vectorized import simulate_signals
 from tests.backtests.conftest import small_settings
+from tests.conftest import log_has
 from tests.factories import make_ohlcv
 
 
@@ -272,3 +274,24 @@ def test_run_backtest_with_atr_stop_uses_backtrader_for_the_fee_sweep(
     assert math.isnan(model.engine_gap)
     point = model.fee_sensitivity.points[1]
     assert point.total_return == pytest.approx(model.trading.total_return, rel=1e-12)
+
+
+def test_engine_gap_flags_engines_that_disagree(
+    bt_candles: pd.DataFrame, bt_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = bt_candles.iloc[:300].copy()
+    frame["proba_up"] = 0.6  # long from the second candle to the end
+    costs, signal = bt_settings.strategy, bt_settings.ml.signal
+    twin_final = simulate_signals(
+        frame,
+        signals_from_proba(frame["proba_up"].to_numpy(), signal),
+        cash=costs.cash,
+        fee_rate=costs.fee_rate,
+        slippage_bps=costs.slippage_bps,
+        position_fraction=costs.position_fraction,
+    ).final_equity
+    assert engine_gap(frame, twin_final, signal=signal, strategy=costs) == 0.0
+    with caplog.at_level(logging.WARNING):
+        gap = engine_gap(frame, twin_final * 1.01, signal=signal, strategy=costs)
+    assert gap == pytest.approx(0.01 / 1.01)
+    assert log_has(caplog, "disagree", logging.WARNING)
