@@ -34,7 +34,7 @@ def accuracy_figure(series: pd.DataFrame, *, references: Mapping[str, float]) ->
             x=series.index,
             y=series["rolling_accuracy"],
             mode="lines+markers" if len(series) < 60 else "lines",
-            name="live rolling accuracy",
+            name="live (rolling)",
             line={"color": LINE_COLOUR, "width": 2},
             hovertemplate="%{x|%Y-%m-%d %H:%M}Z<br>accuracy %{y:.1%}<extra></extra>",
         )
@@ -47,13 +47,17 @@ def accuracy_figure(series: pd.DataFrame, *, references: Mapping[str, float]) ->
                     x=x_span,
                     y=[value, value],
                     mode="lines",
-                    name=f"{label} ({value:.1%})",
+                    name=label,
+                    hovertemplate=f"{label} {value:.1%}<extra></extra>",
                     line={"color": colour, "dash": "dash", "width": 1.5},
-                    hoverinfo="skip",
                 )
             )
-    fig.update_layout(**_LAYOUT, title="Rolling live accuracy vs expectation")
-    fig.update_yaxes(tickformat=".0%", title="accuracy", rangemode="tozero")
+    fig.update_layout(**_LAYOUT, title="Rolling live accuracy vs expected")
+    values = [*series["rolling_accuracy"].dropna(), *references.values()]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    fig.update_yaxes(
+        tickformat=".0%", title="accuracy", range=[max(0.0, low - 0.05), min(1.0, high + 0.05)]
+    )
     return fig
 
 
@@ -71,7 +75,7 @@ def importance_figure(importance: pd.Series, *, top: int = 20) -> go.Figure:
         )
     )
     layout = {**_LAYOUT, "height": max(280, 22 * len(ranked) + 80)}
-    fig.update_layout(**layout, title="Feature importance (permutation, out of sample)")
+    fig.update_layout(**layout, title=f"Feature importance (top {len(ranked)})")
     fig.update_yaxes(automargin=True)
     return fig
 

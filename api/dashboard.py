@@ -222,8 +222,8 @@ def _charts(
             index=pd.DatetimeIndex([p.candle_open for p in accuracy.series]),
         )
         references = {
-            "walk-forward expectation": accuracy.expected.walk_forward_accuracy,
-            "backtest expectation": accuracy.expected.backtest_accuracy,
+            "walk-forward": accuracy.expected.walk_forward_accuracy,
+            "backtest": accuracy.expected.backtest_accuracy,
             "coin flip": 0.5,
         }
         shown = {k: v for k, v in references.items() if v is not None and finite_or_none(v)}

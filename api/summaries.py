@@ -202,6 +202,8 @@ def _scalars(values: Any, keys: Sequence[str]) -> dict[str, Any]:
         value = values.get(key)
         if isinstance(value, str | bool) or (value is None and key in values):
             out[key] = value
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, float):
             out[key] = finite_or_none(value)
     return out

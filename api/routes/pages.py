@@ -11,7 +11,7 @@ from typing import Any
 
 import plotly
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.dashboard import build_dashboard
@@ -73,6 +73,12 @@ def plotly_js(request: Request) -> Response:
         headers["Content-Encoding"] = "gzip"
         return Response(packed, media_type="application/javascript", headers=headers)
     return Response(raw, media_type="application/javascript", headers=headers)
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The site icon (browsers ask for it on every page, the backtest reports included)."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
 @router.get("/", response_class=HTMLResponse)

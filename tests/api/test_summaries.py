@@ -98,10 +98,11 @@ def test_accuracy_figure_draws_the_series_and_references() -> None:
     series = pd.DataFrame({"rolling_accuracy": [0.5, 0.55, 0.6, 0.5, 0.52]}, index=index)
     fig = accuracy_figure(series, references={"walk-forward": 0.51, "coin flip": 0.5})
     assert [trace.name for trace in fig.data] == [
-        "live rolling accuracy", "walk-forward (51.0%)", "coin flip (50.0%)",
+        "live (rolling)", "walk-forward", "coin flip",
     ]  # fmt: skip
     assert list(fig.data[0].y) == [0.5, 0.55, 0.6, 0.5, 0.52]
     assert list(fig.data[1].y) == [0.51, 0.51] and list(fig.data[1].x) == [index[0], index[-1]]
+    assert fig.layout.yaxis.range == pytest.approx((0.45, 0.65))
 
 
 def test_importance_figure_keeps_the_largest_absolute_values() -> None:

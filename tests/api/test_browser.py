@@ -1,0 +1,171 @@
+"""End to end: `cryptopred serve` in a subprocess, driven by headless Chromium via Playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+import yaml
+
+from tests.api.conftest import SMALL_ML, api_settings, install_model, seed_database, write_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+SCREENSHOT = Path("/tmp/dashboard.png")
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_config(tmp_path: Path) -> Path:
+    config = {
+        "data": {"cache_dir": str(tmp_path / "cache")},
+        "ml": {**SMALL_ML, "registry_dir": str(tmp_path / "models")},
+        "backtest": {"reports_dir": str(tmp_path / "reports")},
+        "storage": {"db_url": f"sqlite:///{tmp_path / 'test.db'}"},
+        "logging": {"level": "WARNING"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _wait_until_up(base_url: str, process: subprocess.Popen, timeout_seconds: float = 60) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"cryptopred serve exited with {process.returncode}")
+        try:
+            if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)  # waiting for a real server process, not a unit test
+    raise AssertionError(f"{base_url} did not become healthy in {timeout_seconds} s")
+
+
+@pytest.fixture
+def server(tmp_path: Path, trained_registry: Path) -> Iterator[str]:
+    """A real `cryptopred serve` on a free 127.0.0.1 port with a model and a seeded database."""
+    config = _write_config(tmp_path)
+    settings = api_settings(tmp_path)
+    manifest = install_model(trained_registry, settings)
+    seed_database(settings, manifest.model_id)
+    write_report(settings)
+    port = _free_port()
+    cli = Path(sys.executable).with_name("cryptopred")
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(cli), "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if k != "CRYPTOPRED_API_KEY"},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base_url, process)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+    server_log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (exit status -15)
+    assert process.returncode in (0, -signal.SIGTERM), server_log[-2000:]
+    assert "Traceback" not in server_log and " ERROR " not in server_log, server_log[-2000:]
+
+
+def test_dashboard_in_a_real_browser(server: str) -> None:
+    from playwright.sync_api import sync_playwright  # only this slow test needs it
+
+    console_errors: list[str] = []
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+        page.on("pageerror", lambda error: console_errors.append(str(error)))
+        page.on("request", lambda request: requested.append(request.url))
+        page.on(
+            "response",
+            lambda response: (
+                response.status >= 400
+                and console_errors.append(f"{response.status} {response.url}")
+            ),
+        )
+        page.goto(f"{server}/", wait_until="load")
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot').length === 3", timeout=15_000
+        )
+
+        charts = page.eval_on_selector_all(
+            ".js-plotly-plot",
+            """plots => plots.map(p => ({
+                id: p.id,
+                traces: p._fullData.length,
+                marks: p.querySelectorAll('.point, .js-line').length
+            }))""",
+        )
+        assert {c["id"] for c in charts} == {
+            "chart-accuracy",
+            "chart-probability",
+            "chart-importance",
+        }
+        assert all(c["traces"] > 0 and c["marks"] > 0 for c in charts), charts  # drawn, not empty
+        assert (
+            page.evaluate("Plotly.version") == "4.1.1" or page.evaluate("typeof Plotly") == "object"
+        )
+
+        page.fill("#f-rsi", "73.5")
+        page.click("#indicator-form button[type=submit]")
+        page.wait_for_function(
+            "document.querySelector('#prediction-result').textContent.includes('P(up)')",
+            timeout=10_000,
+        )
+        result = page.inner_text("#prediction-result")
+        assert re.search(r"[▲▼] (UP|DOWN) P\(up\) \d{1,3}\.\d%", result), result
+        assert page.url == f"{server}/"  # no full page reload
+
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.click("text=HTML report")
+        page.wait_for_load_state("load")
+        assert page.inner_text("body") == "report"
+        browser.close()
+
+    foreign = [url for url in requested if urlparse(url).hostname not in LOCAL_HOSTS]
+    assert foreign == []
+    assert console_errors == []
+    assert SCREENSHOT.stat().st_size > 10_000
