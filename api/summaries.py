@@ -200,9 +200,7 @@ def _scalars(values: Any, keys: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in keys:
         value = values.get(key)
-        if isinstance(value, str | bool) or (value is None and key in values):
-            out[key] = value
-        elif isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, str | int) or (value is None and key in values):  # bool is an int
             out[key] = value
         elif isinstance(value, float):
             out[key] = finite_or_none(value)
