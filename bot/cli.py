@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from bot.deps import BotDeps, wall_clock_ms
+from bot.job import TickReport
 from bot.models import ModelCache
 from bot.notify import Notifier, WebhookNotifier
 from bot.runner import BotRunner, interruptible_sleep, make_clock
-from bot.scheduler import STOP_SIGNALS, build_scheduler, run_scheduler
+from bot.scheduler import StopSignals, build_scheduler, run_scheduler, wait_for_stop
 from core.settings import Settings, require_settings
 from data.exchange import CcxtCandleSource
 from storage.db import (
@@ -112,25 +109,17 @@ def _run(settings: Settings, runner: BotRunner, *, once: bool) -> int:
     if not once:
         run_scheduler(build_scheduler(settings.bot, runner), runner)
         return 0
-    with _stop_on_signals(runner):
-        report = runner.tick()
+    reports: list[TickReport | None] = []
+    # the tick runs in a thread so that the main thread can act on SIGTERM without a lock
+    worker = threading.Thread(target=lambda: reports.append(runner.tick()), name="tick")
+    with StopSignals(on_signal=runner.refuse_new_ticks) as signals:
+        worker.start()
+        wait_for_stop(runner, signals, done=lambda: not worker.is_alive())
+        worker.join()
     if runner.fatal is not None:
         return 2
+    report = reports[0] if reports else None
     return EXIT_SKIPPED if report is None or report.has_errors else 0
-
-
-@contextmanager
-def _stop_on_signals(runner: BotRunner) -> Iterator[None]:
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("Received %s: finishing the tick, then stopping", signal.Signals(signum).name)
-        runner.request_stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _finish(runner: BotRunner, run_id: int) -> None:

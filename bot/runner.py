@@ -43,8 +43,8 @@ def make_clock(kind: str, source: CandleSource) -> Clock:
 class BotRunner:
     """Runs ticks one at a time, remembers a fatal error and lets SIGTERM stop it cleanly.
 
-    `tick` is what the scheduler calls. A `ModelError`/`ConfigError` sets `fatal`, sets the stop
-    flag and calls `on_fatal` (the scheduler's shutdown); anything transient is logged and the
+    `tick` is what the scheduler calls. A `ModelError`/`ConfigError` sets `fatal` and the stop
+    flag (the main thread then shuts the scheduler down); anything transient is logged and the
     next tick tries again.
     """
 
@@ -53,9 +53,13 @@ class BotRunner:
         self.stop = stop if stop is not None else threading.Event()
         self.fatal: AppError | None = None
         self.last_report: TickReport | None = None
-        self.on_fatal: Callable[[], None] = lambda: None
         self._clock = clock
         self._busy = threading.Lock()
+        self._refusing = False
+
+    def refuse_new_ticks(self) -> None:
+        """Lock-free (safe in a signal handler): ticks that have not started yet are skipped."""
+        self._refusing = True
 
     def request_stop(self) -> None:
         """No new tick starts after this; the running one finishes."""
@@ -70,10 +74,10 @@ class BotRunner:
 
     def tick(self, timeframes: tuple[str, ...] | None = None) -> TickReport | None:
         """One tick (all timeframes, or the given ones); None when skipped or stopped."""
-        if self.stop.is_set():
+        if self._refusing or self.stop.is_set():
             return None
         with self._busy:
-            if self.stop.is_set():
+            if self._refusing or self.stop.is_set():
                 return None
             return self._tick(timeframes)
 
@@ -101,7 +105,6 @@ class BotRunner:
         self.fatal = error
         self.stop.set()
         logger.error("The bot stops: %s", error)
-        self.on_fatal()
 
     def _count_clock_failure(self, message: str) -> None:
         if self.deps.run_id is None:
