@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = pages.make_templates()
     _install_middleware(app, settings)
     install_error_handlers(app)
-    for module in (health, predictions, history, models, backtests, pages):
+    for module in (predictions, health, history, models, backtests, pages):  # hot routes first
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -19,16 +19,22 @@ DbSession = Any
 """A SQLAlchemy session; only `storage` may import sqlalchemy, so the API passes it through."""
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are `async def`: FastAPI runs plain `def` dependencies in its
+# thread pool, and four thread hops per request cost more than a whole compiled prediction.
+def settings_of(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return settings_of(request)
+
+
+async def get_store(request: Request) -> ModelStore:
     """The app's model cache."""
-    store: ModelStore = request.app.state.models
-    return store
+    return store_of(request)
 
 
 def get_session(request: Request) -> Iterator[DbSession]:
@@ -45,14 +51,14 @@ def get_write_session(request: Request) -> Iterator[DbSession]:
         yield session
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     x_api_key: Annotated[
         str | None, Header(alias=API_KEY_HEADER, description="The key in CRYPTOPRED_API_KEY")
     ] = None,
 ) -> None:
     """Refuse unless `X-API-Key` matches the configured key (403 when none is configured)."""
-    check_api_key(x_api_key, get_settings(request).secrets.api_key, action="this action")
+    check_api_key(x_api_key, settings_of(request).secrets.api_key, action="this action")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +69,29 @@ class Pair:
     timeframe: str
 
 
-def get_pair(
-    request: Request,
-    symbol: Annotated[Symbol | None, Query(description="ccxt symbol; default data.symbol")] = None,
-    timeframe: Annotated[
-        Timeframe | None, Query(description="candle timeframe; default data.timeframe")
-    ] = None,
+SymbolQuery = Annotated[Symbol | None, Query(description="ccxt symbol; default data.symbol")]
+TimeframeQuery = Annotated[
+    Timeframe | None, Query(description="candle timeframe; default data.timeframe")
+]
+
+
+def pair_of(request: Request, symbol: str | None, timeframe: str | None) -> Pair:
+    """The requested pair, defaulting to `data.symbol`/`data.timeframe`."""
+    data = settings_of(request).data
+    return Pair(symbol=symbol or data.symbol, timeframe=timeframe or data.timeframe)
+
+
+def store_of(request: Request) -> ModelStore:
+    """The app's model cache (for hot routes that skip dependency injection)."""
+    store: ModelStore = request.app.state.models
+    return store
+
+
+async def get_pair(
+    request: Request, symbol: SymbolQuery = None, timeframe: TimeframeQuery = None
 ) -> Pair:
     """`symbol`/`timeframe` query parameters, defaulting to `data.symbol`/`data.timeframe`."""
-    data = get_settings(request).data
-    return Pair(symbol=symbol or data.symbol, timeframe=timeframe or data.timeframe)
+    return pair_of(request, symbol, timeframe)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from api.single_row import LightGBMSingleRow, RowScore, compile_single_row
 from ml.estimators import CorrelationFilter
 from ml.predict import predict_proba_features
 from ml.registry import ModelArtifact
@@ -39,15 +40,21 @@ Transform = Callable[[Matrix], Matrix]
 Score = Callable[[Matrix], Vector]
 
 CHECK_ROWS = 256
+CHECK_SINGLE_ROWS = 16
 TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
 class Scorer:
-    """`proba_up` of rows in the model's feature order; `is_compiled` tells which path runs."""
+    """`proba_up` of rows in the model's feature order; `is_compiled` tells which path runs.
+
+    `score_one`, when set, scores one mapping of feature values (names already checked)
+    without building the whole row: the fused path of `api.single_row`.
+    """
 
     score: Score
     is_compiled: bool
+    score_one: RowScore | None = None
 
 
 def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
@@ -62,7 +69,13 @@ def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
         logger.info("Model %s: no compiled path, using predict_proba", artifact.model_id)
         return Scorer(score=reference, is_compiled=False)
     sample = sample_rows(artifact, n_rows=CHECK_ROWS, seed=seed)
-    gap = float(np.max(np.abs(compiled(sample) - reference(sample))))
+    expected = reference(sample)
+    # whole batches and single rows (a one-row request may take another code path)
+    singles = np.concatenate([compiled(sample[i : i + 1]) for i in range(CHECK_SINGLE_ROWS)])
+    gap = max(
+        float(np.max(np.abs(compiled(sample) - expected))),
+        float(np.max(np.abs(singles - expected[:CHECK_SINGLE_ROWS]))),
+    )
     if not gap <= TOLERANCE:
         logger.warning(
             "Model %s: compiled scorer differs from predict_proba by %.3g; using predict_proba",
@@ -71,7 +84,24 @@ def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
         )
         return Scorer(score=reference, is_compiled=False)
     logger.info("Model %s: compiled scorer verified (max gap %.2g)", artifact.model_id, gap)
-    return Scorer(score=compiled, is_compiled=True)
+    return Scorer(score=compiled, is_compiled=True, score_one=_verified_single(artifact, sample))
+
+
+def _verified_single(artifact: ModelArtifact, sample: Matrix) -> RowScore | None:
+    """The fused single-row scorer, kept only if it matches `predict_proba` on sample rows."""
+    one = compile_single_row(artifact.estimator, artifact.manifest.feature_names)
+    if one is None:
+        return None
+    names = artifact.manifest.feature_names
+    rows = sample[:CHECK_SINGLE_ROWS]
+    expected = predict_proba_features(artifact, pd.DataFrame(rows, columns=names))
+    got = np.array([one(dict(zip(names, row.tolist(), strict=True))) for row in rows])
+    gap = float(np.max(np.abs(got - expected)))
+    if not gap <= TOLERANCE:
+        logger.warning("Model %s: fused single-row path differs by %.3g; not used",
+                       artifact.model_id, gap)  # fmt: skip
+        return None
+    return one
 
 
 def sample_rows(artifact: ModelArtifact, *, n_rows: int, seed: int) -> Matrix:
@@ -133,6 +163,9 @@ def _compile_calibrated(model: CalibratedClassifierCV) -> Score | None:
         if response is None or calibrator is None or len(calibrated.calibrators) != 1:
             return None
         parts.append((response, calibrator))
+    if len(parts) == 1:  # the usual FrozenEstimator case; 0 + p and p / 1 are exact
+        response, calibrator = parts[0]
+        return lambda X: calibrator(response(X))
 
     def score(X: Matrix) -> Vector:
         total = np.zeros(X.shape[0])
@@ -208,9 +241,14 @@ def _logreg_decision(model: LogisticRegression) -> Score:
 def _lightgbm_predict(model: LGBMClassifier, *, raw_score: bool) -> Score:
     # The booster itself uses the best iteration when early stopping ran, as the wrapper does.
     booster = model.booster_
-    return lambda X: np.asarray(
-        booster.predict(X, raw_score=raw_score, num_threads=1), dtype=np.float64
-    )
+    single = LightGBMSingleRow.create(booster, raw_score=raw_score)
+
+    def score(X: Matrix) -> Vector:
+        if single is not None and X.shape[0] == 1:
+            return np.array([single.predict_row(np.ascontiguousarray(X[0], dtype=np.float64))])
+        return np.asarray(booster.predict(X, raw_score=raw_score, num_threads=1), dtype=np.float64)
+
+    return score
 
 
 def _takes_arrays(model: Any) -> bool:

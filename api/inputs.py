@@ -9,19 +9,20 @@ finite numbers only, exactly the model's features, 1..`api.max_batch_rows` rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from api.models import LoadedModel, check_feature_names
-from api.schemas import BatchRequest, Candle
+from api.schemas import BatchRequest, Candle, PairQuery, PredictRequest
 from core.errors import DataValidationError
 from core.timeframes import last_closed_candle_open
 from data.quality import find_gaps
@@ -30,7 +31,54 @@ from data.schema import frame_from_rows, validate_ohlcv
 logger = logging.getLogger(__name__)
 
 _BATCH = TypeAdapter(BatchRequest)
+_PREDICT = TypeAdapter(PredictRequest)
+_NO_QUERY = PairQuery()
 Matrix = npt.NDArray[np.float64]
+JSON_TYPE = "application/json"
+T = TypeVar("T")
+
+
+def media_type_of(request: Request, *, accepted: Collection[str]) -> str:
+    """The request's media type (JSON when absent); 415 unless it is one of `accepted`."""
+    media_type = request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
+    if media_type not in accepted:
+        raise HTTPException(
+            status_code=415,
+            detail=f"content-type {media_type!r} is not supported; send {' or '.join(accepted)}",
+        )
+    return media_type
+
+
+def validate_json(adapter: TypeAdapter[T], body: bytes, *, location: str = "body") -> T:
+    """Validate raw JSON in one pass with Pydantic's Rust parser (NaN/Infinity rejected by name).
+
+    Raises:
+        RequestValidationError: the same 422 FastAPI gives, each error located under `location`.
+    """
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as e:
+        raise _located(e, location) from e
+
+
+def pair_query(request: Request) -> PairQuery:
+    """The validated `symbol`/`timeframe` query parameters of a request."""
+    if not request.scope.get("query_string"):
+        return _NO_QUERY
+    try:
+        return PairQuery.model_validate(dict(request.query_params))
+    except ValidationError as e:
+        raise _located(e, "query") from e
+
+
+def _located(error: ValidationError, location: str) -> RequestValidationError:
+    errors = error.errors(include_url=False, include_input=False)
+    return RequestValidationError([{**item, "loc": (location, *item["loc"])} for item in errors])
+
+
+def predict_body(body: bytes) -> PredictRequest:
+    """The `/predict` body, validated."""
+    return validate_json(_PREDICT, body)
 
 
 def _check_row_count(n_rows: int, max_rows: int, *, what: str = "rows") -> None:
@@ -52,14 +100,7 @@ def rows_from_json(body: bytes, model: LoadedModel, *, max_rows: int) -> Matrix:
         HTTPException: 422 for an empty or oversized batch.
         FeatureMismatchError: a row lacks features or has unknown ones (row and names given).
     """
-    try:
-        request = _BATCH.validate_json(body)
-    except ValidationError as e:
-        errors = e.errors(include_url=False, include_input=False)
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in errors]
-        ) from e
-    rows = request.rows
+    rows = validate_json(_BATCH, body).rows
     _check_row_count(len(rows), max_rows)
     expected = model.feature_index.keys()
     for number, row in enumerate(rows):

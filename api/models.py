@@ -53,6 +53,14 @@ class LoadedModel:
             count=len(self.feature_names),
         ).reshape(1, -1)
 
+    def proba_up_one(self, features: Mapping[str, float]) -> float:
+        """`proba_up` of one mapping of feature values (checked like `row_from_mapping`)."""
+        score_one = self.scorer.score_one
+        if score_one is None:
+            return float(self.scorer.score(self.row_from_mapping(features))[0])
+        check_feature_names(self, features.keys())
+        return score_one(features)
+
     def proba_up(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """`proba_up` of rows already in model feature order."""
         return self.scorer.score(X)

@@ -49,6 +49,17 @@ class _Out(BaseModel):
 
 
 # ------------------------------------------------------------------------------ requests
+class PairQuery(BaseModel):
+    """The optional `symbol`/`timeframe` query parameters (defaults: `data.symbol`/`timeframe`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    symbol: Symbol | None = Field(default=None, description="ccxt symbol; default data.symbol")
+    timeframe: Timeframe | None = Field(
+        default=None, description="candle timeframe; default data.timeframe"
+    )
+
+
 class PredictRequest(_Strict):
     """Ready-made feature values for one candle (names from `GET /features`)."""
 

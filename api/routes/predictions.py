@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pydantic_core
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
-from api.deps import Pair, PairDep, SettingsDep, StoreDep
-from api.inputs import candles_frame, rows_from_arrow, rows_from_json
+from api.deps import Pair, SettingsDep, StoreDep, pair_of, settings_of, store_of
+from api.inputs import (
+    JSON_TYPE,
+    candles_frame,
+    media_type_of,
+    pair_query,
+    predict_body,
+    rows_from_arrow,
+    rows_from_json,
+)
 from api.models import LoadedModel
 from api.schemas import (
     ARROW_STREAM,
@@ -22,6 +32,7 @@ from api.schemas import (
     CandlePredictionOut,
     CandlesRequest,
     ErrorOut,
+    PairQuery,
     PredictionOut,
     PredictRequest,
 )
@@ -31,72 +42,96 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predictions"])
 
-_BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": BatchRequest.model_json_schema(
-                    ref_template="#/components/schemas/{model}"
-                ),
-                "example": {"rows": [{"log_return_1": 0.0012, "rsi": 55.3}]},
-            },
-            ARROW_STREAM: {
-                "schema": {"type": "string", "format": "binary"},
-                "example": "<Arrow IPC stream: one float64 column per feature>",
-            },
-        },
+
+def _query_parameters() -> list[dict[str, Any]]:
+    """OpenAPI entries of `PairQuery` (the hot routes parse their query themselves)."""
+    properties = PairQuery.model_json_schema()["properties"]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": schema.get("description", "")}
+        for name, schema in properties.items()
+    ]  # fmt: skip
+
+
+def _body_doc(model: type[BaseModel], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    content = {JSON_TYPE: {"schema": schema, "example": schema["examples"][0]}, **(extra or {})}
+    return {
+        "parameters": _query_parameters(),
+        "requestBody": {"required": True, "content": content},
+    }
+
+
+_ARROW_DOC = {
+    ARROW_STREAM: {
+        "schema": {"type": "string", "format": "binary"},
+        "example": "<Arrow IPC stream: one float64 column per feature>",
     }
 }
 
 
-def _prediction(model: LoadedModel, pair: Pair, proba_up: float) -> PredictionOut:
+def _json_response(payload: dict[str, Any]) -> Response:
+    return Response(pydantic_core.to_json(payload), media_type=JSON_TYPE)
+
+
+def _prediction(model: LoadedModel, pair: Pair, proba_up: float) -> dict[str, Any]:
     threshold = model.manifest.threshold
-    return PredictionOut(
-        direction=direction_of(proba_up, threshold),
-        probability_up=proba_up,
-        model_id=model.manifest.model_id,
-        threshold=threshold,
-        symbol=pair.symbol,
-        timeframe=pair.timeframe,
-    )
+    return {
+        "direction": direction_of(proba_up, threshold),
+        "probability_up": proba_up,
+        "model_id": model.manifest.model_id,
+        "threshold": threshold,
+        "symbol": pair.symbol,
+        "timeframe": pair.timeframe,
+    }
 
 
-@router.post("/predict", response_model=PredictionOut, responses=ERROR_RESPONSES)
-async def predict(body: PredictRequest, pair: PairDep, store: StoreDep) -> PredictionOut:
+def _model_for(request: Request) -> tuple[LoadedModel, Pair]:
+    query = pair_query(request)
+    pair = pair_of(request, query.symbol, query.timeframe)
+    return store_of(request).current(pair.symbol, pair.timeframe), pair
+
+
+# `/predict` and `/predict/batch` read their query and body themselves (documented through
+# `openapi_extra`): FastAPI's generic parameter and body handling cost more per request than
+# the whole compiled prediction (benchmarks/api_predict.py), and Pydantic's Rust JSON parser
+# validates in one pass where `json.loads` would also accept NaN literals.
+@router.post(
+    "/predict",
+    response_model=PredictionOut,
+    responses={**ERROR_RESPONSES, 415: {"model": ErrorOut}},
+    openapi_extra=_body_doc(PredictRequest),
+)
+async def predict(request: Request) -> Response:
     """UP/DOWN and `probability_up` for one row of features (names from `GET /features`)."""
-    model = store.current(pair.symbol, pair.timeframe)
-    proba_up = float(model.proba_up(model.row_from_mapping(body.features))[0])
-    return _prediction(model, pair, proba_up)
+    media_type_of(request, accepted=(JSON_TYPE,))
+    body = predict_body(await request.body())
+    model, pair = _model_for(request)
+    proba_up = model.proba_up_one(body.features)
+    return _json_response(_prediction(model, pair, proba_up))
 
 
 @router.post(
     "/predict/batch",
     response_model=BatchPredictionOut,
     responses={**ERROR_RESPONSES, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
-    openapi_extra=_BATCH_BODY,
+    openapi_extra=_body_doc(BatchRequest, _ARROW_DOC),
 )
-async def predict_batch(
-    request: Request, pair: PairDep, store: StoreDep, settings: SettingsDep
-) -> Response:
+async def predict_batch(request: Request) -> Response:
     """Predictions for up to `api.max_batch_rows` rows, in order.
 
     Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large batches an Arrow IPC
     stream (`Content-Type: application/vnd.apache.arrow.stream`) with one numeric column per
     feature, which skips JSON number parsing.
     """
-    model = store.current(pair.symbol, pair.timeframe)
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if media_type not in ("application/json", ARROW_STREAM):
-        raise HTTPException(
-            status_code=415,
-            detail=f"content-type {media_type!r}: send application/json or {ARROW_STREAM}",
-        )
+    media_type = media_type_of(request, accepted=(JSON_TYPE, ARROW_STREAM))
+    model, pair = _model_for(request)
     parse = rows_from_arrow if media_type == ARROW_STREAM else rows_from_json
     body = await request.body()
-    matrix = await run_in_threadpool(parse, body, model, max_rows=settings.api.max_batch_rows)
+    max_rows = settings_of(request).api.max_batch_rows
+    matrix = await run_in_threadpool(parse, body, model, max_rows=max_rows)
     proba_up = await run_in_threadpool(model.proba_up, matrix)
-    return Response(content=batch_json(model, pair, proba_up), media_type="application/json")
+    return Response(content=batch_json(model, pair, proba_up), media_type=JSON_TYPE)
 
 
 def batch_json(model: LoadedModel, pair: Pair, proba_up: npt.NDArray[np.float64]) -> bytes:
@@ -140,7 +175,7 @@ def predict_candles(
     )
     prediction = predict_latest(model.artifact, candles)
     return CandlePredictionOut(
-        **_prediction(model, pair, prediction.proba_up).model_dump(),
+        **_prediction(model, pair, prediction.proba_up),
         candle_open=prediction.candle_open.to_pydatetime(),
         candle_close=prediction.candle_close.to_pydatetime(),
         horizon_bars=prediction.horizon_bars,

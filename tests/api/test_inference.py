@@ -94,6 +94,50 @@ def test_compiled_scorer_equals_predict_proba(name, base_manifest, training_data
     np.testing.assert_allclose(scorer.score(rows), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["lightgbm-sigmoid", "lightgbm-plain", "logreg-sigmoid"])
+def test_single_rows_match_predict_proba(name, base_manifest, training_data) -> None:
+    X, y = training_data
+    artifact = ModelArtifact(estimator=ESTIMATORS[name](X, y), manifest=base_manifest)
+    scorer = make_scorer(artifact)
+    rows = sample_rows(artifact, n_rows=20, seed=9)
+    frame = pd.DataFrame(rows, columns=base_manifest.feature_names)
+    expected = predict_proba_features(artifact, frame)
+    singles = np.concatenate([scorer.score(rows[i : i + 1]) for i in range(len(rows))])
+    np.testing.assert_allclose(singles, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "fused"),
+    [("lightgbm-sigmoid", True), ("lightgbm-plain", True), ("logreg-sigmoid", True),
+     ("logreg-isotonic", False), ("forest-minmax-clip", False)],
+)  # fmt: skip
+def test_fused_single_row_path(name, fused, base_manifest, training_data) -> None:
+    X, y = training_data
+    artifact = ModelArtifact(estimator=ESTIMATORS[name](X, y), manifest=base_manifest)
+    scorer = make_scorer(artifact)
+    assert (scorer.score_one is not None) is fused
+    if not fused:
+        return
+    rows = sample_rows(artifact, n_rows=20, seed=11)
+    expected = predict_proba_features(
+        artifact, pd.DataFrame(rows, columns=base_manifest.feature_names)
+    )
+    mappings = [dict(zip(base_manifest.feature_names, row.tolist(), strict=True)) for row in rows]
+    got = [scorer.score_one(mapping) for mapping in mappings]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_a_fused_path_that_disagrees_is_dropped(
+    base_manifest, training_data, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    X, y = training_data
+    artifact = ModelArtifact(estimator=ESTIMATORS["logreg-sigmoid"](X, y), manifest=base_manifest)
+    monkeypatch.setattr(inference, "compile_single_row", lambda *_a: lambda _features: 0.5)
+    scorer = make_scorer(artifact)
+    assert scorer.is_compiled and scorer.score_one is None
+    assert "fused single-row path differs" in caplog.text
+
+
 def test_saved_model_compiles(trained_registry, base_manifest) -> None:
     artifact = load_model(trained_registry, base_manifest.model_id)
     assert make_scorer(artifact).is_compiled

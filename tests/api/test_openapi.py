@@ -65,6 +65,7 @@ def test_openapi_lists_every_endpoint_with_an_example(client: TestClient) -> Non
     assert client.get("/docs").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
 def test_fuzzing_finds_no_server_error(served, mode) -> None:
     # Schemathesis' hypothesis strategies per operation, driven directly: its pytest
