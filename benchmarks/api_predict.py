@@ -316,13 +316,16 @@ def summarise(results: dict, labels: list[str], levels: list[int]) -> tuple[list
     for label in labels:
         for level in levels:
             runs, hello = results[(label, level)], results[("hello-world", level)]
-            ratios = [r.requests_per_second / h.requests_per_second for r, h in zip(runs, hello)]
+            ratios = [
+                r.requests_per_second / h.requests_per_second
+                for r, h in zip(runs, hello, strict=True)
+            ]
             ratio, p50 = statistics.median(ratios), statistics.median(r.p50_ms for r in runs)
+            rps = statistics.median(r.requests_per_second for r in runs)
             errors = sum(r.errors for r in runs)
             rows.append(
-                f"{label:<22} {level:>3} {statistics.median(r.requests_per_second for r in runs):>9,.0f}"
-                f" {p50:>8.2f} {statistics.median(r.p99_ms for r in runs):>8.2f} {errors:>6}"
-                f" {ratio:>8.2f}"
+                f"{label:<22} {level:>3} {rps:>9,.0f} {p50:>8.2f}"
+                f" {statistics.median(r.p99_ms for r in runs):>8.2f} {errors:>6} {ratio:>8.2f}"
             )
             if label != "hello-world":
                 passed &= ratio >= THROUGHPUT_TARGET and errors == 0
