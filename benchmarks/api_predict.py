@@ -159,9 +159,13 @@ def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
 
 
 # ------------------------------------------------------------------------------ client
-def build_request(method: str, path: str, body: bytes = b"", content_type: str = "") -> bytes:
+def build_request(
+    method: str, path: str, body: bytes = b"", content_type: str = "", accept: str = ""
+) -> bytes:
     """HTTP/1.1 keep-alive request bytes."""
     headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
+    if accept:
+        headers.append(f"Accept: {accept}")
     if body or method == "POST":
         headers += [f"Content-Type: {content_type or 'application/json'}",
                     f"Content-Length: {len(body)}"]  # fmt: skip

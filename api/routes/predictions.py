@@ -6,8 +6,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -24,6 +22,7 @@ from api.inputs import (
     rows_from_json,
 )
 from api.models import LoadedModel
+from api.outputs import batch_arrow, batch_json
 from api.schemas import (
     ARROW_STREAM,
     ERROR_RESPONSES,
@@ -114,7 +113,12 @@ async def predict(request: Request) -> Response:
 @router.post(
     "/predict/batch",
     response_model=BatchPredictionOut,
-    responses={**ERROR_RESPONSES, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {"content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}},
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+    },
     openapi_extra=_body_doc(BatchRequest, _ARROW_DOC),
 )
 async def predict_batch(request: Request) -> Response:
@@ -122,35 +126,42 @@ async def predict_batch(request: Request) -> Response:
 
     Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large batches an Arrow IPC
     stream (`Content-Type: application/vnd.apache.arrow.stream`) with one numeric column per
-    feature, which skips JSON number parsing.
+    feature, which skips JSON number parsing. With `Accept: application/vnd.apache.arrow.stream`
+    the answer is an Arrow stream too (columns `probability_up`, `direction`; the model id,
+    threshold, symbol and timeframe in its schema metadata).
     """
     media_type = media_type_of(request, accepted=(JSON_TYPE, ARROW_STREAM))
+    answer_type = ARROW_STREAM if ARROW_STREAM in request.headers.get("accept", "") else JSON_TYPE
     model, pair = _model_for(request)
-    parse = rows_from_arrow if media_type == ARROW_STREAM else rows_from_json
     body = await request.body()
     max_rows = settings_of(request).api.max_batch_rows
-    matrix = await run_in_threadpool(parse, body, model, max_rows=max_rows)
-    proba_up = await run_in_threadpool(model.proba_up, matrix)
-    return Response(content=batch_json(model, pair, proba_up), media_type=JSON_TYPE)
+    content = await run_in_threadpool(
+        _predict_rows, body, model, pair, rows_arrow=media_type == ARROW_STREAM,
+        answer_arrow=answer_type == ARROW_STREAM, max_rows=max_rows,
+    )  # fmt: skip
+    return Response(content=content, media_type=answer_type)
 
 
-def batch_json(model: LoadedModel, pair: Pair, proba_up: npt.NDArray[np.float64]) -> bytes:
-    """The batch response serialised in one pass (10,000 small dicts, no model objects)."""
-    threshold = model.manifest.threshold
-    directions = np.where(proba_up >= threshold, "UP", "DOWN").tolist()
-    return pydantic_core.to_json(
-        {
-            "model_id": model.manifest.model_id,
-            "threshold": threshold,
-            "symbol": pair.symbol,
-            "timeframe": pair.timeframe,
-            "count": len(directions),
-            "predictions": [
-                {"direction": d, "probability_up": p}
-                for d, p in zip(directions, proba_up.tolist(), strict=True)
-            ],
-        }
-    )
+def _predict_rows(
+    body: bytes,
+    model: LoadedModel,
+    pair: Pair,
+    *,
+    rows_arrow: bool,
+    answer_arrow: bool,
+    max_rows: int,
+) -> bytes:
+    """Parse, score and encode a batch in one worker-thread hop."""
+    parse = rows_from_arrow if rows_arrow else rows_from_json
+    proba_up = model.proba_up(parse(body, model, max_rows=max_rows))
+    header = {
+        "model_id": model.manifest.model_id,
+        "threshold": model.manifest.threshold,
+        "symbol": pair.symbol,
+        "timeframe": pair.timeframe,
+    }
+    encode = batch_arrow if answer_arrow else batch_json
+    return encode(header, proba_up, model.manifest.threshold)
 
 
 @router.post("/predict/candles", response_model=CandlePredictionOut, responses=ERROR_RESPONSES)

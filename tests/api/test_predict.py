@@ -153,6 +153,20 @@ def test_batch_accepts_an_arrow_stream(client: TestClient, manifest: ModelManife
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+def test_batch_answers_in_arrow_when_asked(client: TestClient, manifest: ModelManifest) -> None:
+    rows = [features_of(manifest, rsi=float(v)) for v in (20, 40, 60)]
+    response = client.post("/predict/batch", json={"rows": rows}, headers={"Accept": ARROW_STREAM})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == ARROW_STREAM
+    table = pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
+    expected = _reference_proba(client, manifest, rows)
+    np.testing.assert_allclose(table.column("probability_up").to_numpy(), expected, atol=1e-12)
+    directions = table.column("direction").to_pylist()
+    assert directions == ["UP" if p >= manifest.threshold else "DOWN" for p in expected]
+    metadata = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    assert metadata["model_id"] == manifest.model_id and metadata["count"] == "3"
+
+
 def test_batch_arrow_rejects_nan_nulls_strings_and_garbage(
     client: TestClient, manifest: ModelManifest
 ) -> None:
