@@ -70,12 +70,10 @@ class MarketPlan:
     def fetch_since_ms(self, *, warmup_bars: int, step_ms: int) -> int:
         """Open time of the first candle to fetch: the warm-up of the first target, or older
         when an unresolved prediction needs its candle."""
-        starts = []
-        if self.has_targets:
-            starts.append(self.first_ms - (warmup_bars - 1 + WARMUP_MARGIN_BARS) * step_ms)
+        since_ms = self.first_ms - (warmup_bars - 1 + WARMUP_MARGIN_BARS) * step_ms
         if self.oldest_unresolved_ms is not None:
-            starts.append(self.oldest_unresolved_ms)
-        return min(starts)
+            return min(since_ms, self.oldest_unresolved_ms)
+        return since_ms
 
 
 def warmup_bars_for(bot: BotSettings, artifact: ModelArtifact) -> int:
@@ -104,7 +102,9 @@ def predict_market(
     warmup = warmup_bars_for(deps.settings.bot, artifact)
     step_ms = timeframe_to_ms(timeframe)
     plan = make_plan(deps, artifact, symbol, timeframe, now=now)
-    if not plan.has_targets and plan.oldest_unresolved_ms is None:
+    if not plan.has_targets:
+        # Nothing new closed since the last tick. Outcomes are resolved when the next candle
+        # closes (a target closes together with a new candle), so an idle poll fetches nothing.
         return MarketResult(symbol, timeframe, step_ms)
     candles = fetch_closed_candles(
         deps,
@@ -113,10 +113,8 @@ def predict_market(
         since_ms=plan.fetch_since_ms(warmup_bars=warmup, step_ms=step_ms),
         last_closed_ms=plan.last_closed_ms,
     )
-    rows: list[NewPrediction] = []
-    if plan.has_targets:
-        rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now)
-        rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
+    rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now)
+    rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
     key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
     resolved_ms = tick_time_ms(deps, now, started)
     operation = f"log {symbol} {timeframe} predictions"

@@ -176,7 +176,8 @@ def test_e2e_one_prediction_per_closed_candle(
     replay = replays["clean"]
     assert len(replay.rows) >= TARGET_PREDICTIONS
     _assert_one_per_closed_candle(replay.rows)
-    assert replay.rows["candle_open_ms"].iloc[-1] >= replay.last_closed_at_stop_ms - 2 * HOUR_MS
+    # it kept up: at most a few candles (about a second of replay) behind when stopped
+    assert replay.rows["candle_open_ms"].iloc[-1] >= replay.last_closed_at_stop_ms - 4 * HOUR_MS
     _assert_resolved_but_last(replay.rows, served)
 
 

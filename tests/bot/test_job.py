@@ -78,6 +78,7 @@ def test_run_once_is_idempotent(
     again = run_once(deps, source.now + timedelta(minutes=20))
     assert (first.written, again.written) == (1, 0)
     assert len(_stored(session_factory)) == 1
+    assert len(source.calls) == 1  # an idle poll (no new closed candle) fetches nothing
 
 
 def test_run_once_backfills_missed_candles(
