@@ -35,7 +35,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core data storage ml strategy backtests bot api cli
-	$(BIN)/mypy --strict core storage api bot
+	$(BIN)/mypy --strict --follow-imports=silent core storage api bot
 	$(BIN)/hadolint Dockerfile
 
 pytest: dev
