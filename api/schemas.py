@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import examples
 from core.types import Direction, Timeframe
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -36,9 +37,6 @@ MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 """Media type of the columnar (Arrow IPC stream) body accepted by `/predict/batch`."""
 
-_FEATURES_EXAMPLE: dict[str, Any] = {"log_return_1": 0.0012, "rsi": 55.3, "volatility_24": 0.0081}
-_TS = "2024-05-01T12:00:00Z"
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -63,7 +61,7 @@ class PairQuery(BaseModel):
 class PredictRequest(_Strict):
     """Ready-made feature values for one candle (names from `GET /features`)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"features": _FEATURES_EXAMPLE}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.PREDICT_REQUEST]})
 
     features: dict[str, FiniteFloat]
 
@@ -71,9 +69,7 @@ class PredictRequest(_Strict):
 class BatchRequest(_Strict):
     """Many rows of feature values; predictions come back in the same order."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"rows": [_FEATURES_EXAMPLE, _FEATURES_EXAMPLE]}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_REQUEST]})
 
     rows: list[dict[str, FiniteFloat]] = Field(min_length=1)
 
@@ -84,18 +80,7 @@ class CandlesRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "candles": [
-                        [1714561200000, 60110.5, 60300.0, 59950.1, 60250.2, 812.4],
-                        [1714564800000, 60250.2, 60410.9, 60180.0, 60390.7, 640.9],
-                    ],
-                }
-            ]
-        },
+        json_schema_extra={"examples": [examples.CANDLES_REQUEST]},
     )
 
     symbol: Symbol | None = None
@@ -107,20 +92,7 @@ class CandlesRequest(BaseModel):
 class PredictionOut(_Out):
     """The model's call for one row."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "direction": "UP",
-                    "probability_up": 0.5731,
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "threshold": 0.5,
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.PREDICTION_OUT]})
 
     direction: Direction
     probability_up: float
@@ -140,23 +112,7 @@ class BatchItem(_Out):
 class BatchPredictionOut(_Out):
     """Predictions for every row, in request order."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "threshold": 0.5,
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "count": 2,
-                    "predictions": [
-                        {"direction": "UP", "probability_up": 0.57},
-                        {"direction": "DOWN", "probability_up": 0.44},
-                    ],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_PREDICTION_OUT]})
 
     model_id: str
     threshold: float
@@ -169,25 +125,7 @@ class BatchPredictionOut(_Out):
 class CandlePredictionOut(PredictionOut):
     """A prediction for the last closed candle of the posted candles."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "direction": "DOWN",
-                    "probability_up": 0.4812,
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "threshold": 0.5,
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "candle_open": "2024-05-01T11:00:00Z",
-                    "candle_close": _TS,
-                    "horizon_bars": 1,
-                    "candles_used": 481,
-                    "dropped_forming_candle": False,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.CANDLE_PREDICTION_OUT]})
 
     candle_open: datetime
     candle_close: datetime
@@ -219,34 +157,10 @@ class LoggedPrediction(_Out):
     resolved_at: datetime | None
 
 
-_LOGGED_EXAMPLE: dict[str, Any] = {
-    "id": 42,
-    "exchange": "binance",
-    "symbol": "BTC/USDT",
-    "timeframe": "1h",
-    "candle_open": "2024-05-01T11:00:00Z",
-    "target_close": "2024-05-01T13:00:00Z",
-    "horizon_bars": 1,
-    "probability_up": 0.56,
-    "direction": "UP",
-    "signal": 1,
-    "threshold": 0.5,
-    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-    "created_at": "2024-05-01T12:00:05Z",
-    "is_backfill": False,
-    "actual_return": 0.0031,
-    "actual_direction": "UP",
-    "is_correct": True,
-    "resolved_at": "2024-05-01T13:00:04Z",
-}
-
-
 class PredictionPageOut(_Out):
     """One page of logged predictions, newest first."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [_LOGGED_EXAMPLE], "next_cursor": "MTcxNDU2"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.PREDICTION_PAGE_OUT]})
 
     items: list[LoggedPrediction]
     next_cursor: str | None
@@ -273,29 +187,7 @@ class Expectation(_Out):
 class AccuracyOut(_Out):
     """Live accuracy of logged predictions compared with the out-of-sample expectation."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "window": 100,
-                    "n": 240,
-                    "accuracy": 0.521,
-                    "roc_auc": 0.534,
-                    "brier": 0.2491,
-                    "expected": {
-                        "walk_forward_accuracy": 0.517,
-                        "walk_forward_roc_auc": 0.529,
-                        "backtest_id": "20240501T0000Z-1a2b3c",
-                        "backtest_accuracy": 0.515,
-                    },
-                    "series": [{"candle_open": _TS, "rolling_accuracy": 0.53, "n_in_window": 100}],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ACCURACY_OUT]})
 
     symbol: str
     timeframe: str
@@ -323,26 +215,7 @@ class FeatureOut(_Out):
 class FeaturesOut(_Out):
     """Every feature of the current model, in model order."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "features": [
-                        {
-                            "name": "rsi",
-                            "description": "RSI(14), 0..100",
-                            "group": "momentum",
-                            "train_min": 8.1,
-                            "train_max": 93.4,
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.FEATURES_OUT]})
 
     model_id: str
     symbol: str
@@ -369,33 +242,7 @@ class BacktestSummary(_Out):
 class ModelInfoOut(_Out):
     """The current model's manifest plus the latest backtest that used it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "exchange": "binance",
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "algorithm": "lightgbm",
-                    "params": {"n_estimators": 300, "learning_rate": 0.03},
-                    "threshold": 0.5,
-                    "labels": {"method": "direction", "horizon_bars": 1},
-                    "train_start": "2021-01-01T00:00:00Z",
-                    "train_end": "2024-05-01T00:00:00Z",
-                    "n_train_rows": 8760,
-                    "created_at": "2024-05-01T00:10:00Z",
-                    "walk_forward": {"metrics": {"accuracy": 0.517, "roc_auc": 0.529}},
-                    "validation_metrics": None,
-                    "feature_importance": {"rsi": 0.012, "log_return_1": 0.009},
-                    "library_versions": {"lightgbm": "4.7.0"},
-                    "git_commit": "d23a105",
-                    "inference": "compiled",
-                    "backtest": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.MODEL_INFO_OUT]})
 
     model_id: str
     exchange: str
@@ -421,18 +268,7 @@ class ModelInfoOut(_Out):
 class PromoteOut(_Out):
     """The result of a promotion."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "previous_model_id": "BTC_USDT-1h-lightgbm-20240401T0000Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.PROMOTE_OUT]})
 
     model_id: str
     symbol: str
@@ -443,29 +279,7 @@ class PromoteOut(_Out):
 class BacktestListOut(_Out):
     """Recorded backtest runs, newest first."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "id": "20240501T0000Z-1a2b3c",
-                            "created_at": _TS,
-                            "symbol": "BTC/USDT",
-                            "timeframe": "1h",
-                            "models": ["lightgbm"],
-                            "period_start": "2023-01-01T00:00:00Z",
-                            "period_end": "2024-05-01T00:00:00Z",
-                            "model_ids": {"lightgbm": "BTC_USDT-1h-lightgbm-20240501T0000Z"},
-                            "report_url": "/reports/20240501T0000Z-1a2b3c/report.html",
-                            "classification": {"accuracy": 0.515},
-                            "trading": {"total_return": 0.12, "sharpe": 0.8},
-                        }
-                    ]
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BACKTEST_LIST_OUT]})
 
     items: list[BacktestSummary]
 
@@ -473,27 +287,7 @@ class BacktestListOut(_Out):
 class BacktestOut(BacktestSummary):
     """One backtest run with every metric it recorded."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "20240501T0000Z-1a2b3c",
-                    "created_at": _TS,
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "models": ["lightgbm"],
-                    "period_start": "2023-01-01T00:00:00Z",
-                    "period_end": "2024-05-01T00:00:00Z",
-                    "model_ids": {},
-                    "report_url": None,
-                    "classification": {},
-                    "trading": {},
-                    "config_hash": "1a2b3c4d",
-                    "metrics": {"lightgbm": {"trading": {"total_return": 0.12}}},
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BACKTEST_OUT]})
 
     config_hash: str
     metrics: dict[str, Any]
@@ -503,24 +297,7 @@ class BacktestOut(BacktestSummary):
 class HealthOut(_Out):
     """Liveness of the database, the current model and the bot."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "ok",
-                    "reasons": [],
-                    "database": "ok",
-                    "symbol": "BTC/USDT",
-                    "timeframe": "1h",
-                    "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
-                    "model_age_seconds": 86400.0,
-                    "last_tick_at": _TS,
-                    "last_tick_age_seconds": 65.2,
-                    "bot_status": "running",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.HEALTH_OUT]})
 
     status: Literal["ok", "unhealthy"]
     reasons: list[str]
@@ -538,9 +315,7 @@ class HealthOut(_Out):
 class ErrorOut(BaseModel):
     """Every error response: `detail` names what failed and how to fix it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"detail": "features do not match: missing ['rsi']"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ERROR_OUT]})
 
     detail: str | list[dict[str, Any]]
 

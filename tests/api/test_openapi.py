@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from pydantic import BaseModel
 
+from api import schemas
 from api.app import create_app
 
 EXPECTED_OPERATIONS = {
@@ -46,6 +50,22 @@ def _has_example(document: dict, operation: dict) -> bool:
         or "examples" in _resolve(document, content.get("schema", {}))
         for content in contents
     )
+
+
+def _models_with_examples() -> list[type[BaseModel]]:
+    return [
+        model
+        for model in vars(schemas).values()
+        if isinstance(model, type)
+        and issubclass(model, BaseModel)
+        and "examples" in (model.model_config.get("json_schema_extra") or {})
+    ]
+
+
+@pytest.mark.parametrize("model", _models_with_examples(), ids=lambda model: model.__name__)
+def test_documented_examples_are_valid(model: type[BaseModel]) -> None:
+    for example in model.model_config["json_schema_extra"]["examples"]:
+        model.model_validate_json(json.dumps(example))
 
 
 def test_openapi_lists_every_endpoint_with_an_example(client: TestClient) -> None:
