@@ -78,16 +78,20 @@ def accuracy_report(
         roc_auc=live.roc_auc,
         brier=live.brier,
         expected=expectation(manifest, latest_backtest(session, chosen)),
-        series=[
-            AccuracyPoint(candle_open=stamp, rolling_accuracy=accuracy, n_in_window=int(count))
-            for stamp, accuracy, count in zip(
-                pd.DatetimeIndex(live.series.index).to_pydatetime(),
-                live.series["rolling_accuracy"].astype(float).tolist(),
-                live.series["n_in_window"].tolist(),
-                strict=True,
-            )
-        ],
+        series=_points(live.series),
     )
+
+
+def _points(series: pd.DataFrame) -> list[AccuracyPoint]:
+    return [
+        AccuracyPoint(candle_open=stamp, rolling_accuracy=accuracy, n_in_window=int(count))
+        for stamp, accuracy, count in zip(
+            pd.DatetimeIndex(series.index).to_pydatetime(),
+            series["rolling_accuracy"].astype(float).tolist(),
+            series["n_in_window"].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def features_of(model: LoadedModel) -> FeaturesOut:
