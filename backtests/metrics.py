@@ -14,24 +14,10 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.timeframes import bars_per_year, timeframe_to_timedelta
+from strategy.trades import TRADE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-TRADE_COLUMNS: tuple[str, ...] = (
-    "entry_time",
-    "exit_time",
-    "side",
-    "size",
-    "entry_price",
-    "exit_price",
-    "pnl",
-    "pnl_net",
-    "fees",
-    "bars_held",
-    "is_open",
-    "exit_reason",
-)
-"""Columns of a trades table (as `strategy.runner.StrategyRun.trades` produces it)."""
 
 _YEAR = pd.Timedelta(days=365.25)
 _MAX_LOG_GROWTH = 700.0  # exp(709) overflows a float

@@ -18,6 +18,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 LOCAL_CLUSTER = "local-cluster"
+CONNECT_TIMEOUT = "10s"
 
 
 def map_tasks(
@@ -98,7 +99,7 @@ def dask_client(compute: ComputeSettings) -> Iterator[Any]:
             yield client
         return
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as e:
         raise ConfigError(
             f"cannot reach the Dask scheduler at {address} ({e}); check compute.scheduler_address"

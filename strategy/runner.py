@@ -15,23 +15,9 @@ from core.settings import SignalSettings, StrategySettings
 from strategy.costs import configure_broker
 from strategy.feeds import ATR_COLUMN, make_prediction_feed
 from strategy.ml_signal import MLSignalStrategy, TradeRecord, check_exit_rules
+from strategy.trades import empty_trades
 
 logger = logging.getLogger(__name__)
-
-TRADE_COLUMNS: tuple[str, ...] = (
-    "entry_time",
-    "exit_time",
-    "side",
-    "size",
-    "entry_price",
-    "exit_price",
-    "pnl",
-    "pnl_net",
-    "fees",
-    "bars_held",
-    "is_open",
-    "exit_reason",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,26 +148,5 @@ def trades_frame(records: list[TradeRecord], *, index: pd.Index, last_close: flo
             "bars_held": exit_bar - entry_bar,
             "is_open": is_open,
             "exit_reason": pd.array([r.exit_reason for r in records], dtype="str"),
-        }
-    )
-
-
-def empty_trades(index: pd.Index) -> pd.DataFrame:
-    """A trades table with no rows but the right columns and dtypes."""
-    times = pd.Series([], dtype=index.dtype)
-    return pd.DataFrame(
-        {
-            "entry_time": times,
-            "exit_time": times,
-            "side": pd.Series([], dtype="int64"),
-            "size": pd.Series([], dtype="float64"),
-            "entry_price": pd.Series([], dtype="float64"),
-            "exit_price": pd.Series([], dtype="float64"),
-            "pnl": pd.Series([], dtype="float64"),
-            "pnl_net": pd.Series([], dtype="float64"),
-            "fees": pd.Series([], dtype="float64"),
-            "bars_held": pd.Series([], dtype="int64"),
-            "is_open": pd.Series([], dtype="bool"),
-            "exit_reason": pd.array([], dtype="str"),
         }
     )

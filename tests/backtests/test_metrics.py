@@ -19,7 +19,7 @@ from backtests.metrics import (
 )
 from core.errors import DataValidationError
 from core.settings import SignalSettings, StrategySettings
-from strategy import runner
+from strategy import runner, trades
 from tests.factories import make_ohlcv
 
 HOUR = pd.Timedelta(hours=1)
@@ -33,7 +33,7 @@ def _candles(n, *, timeframe="1h"):
 def _trades(rows, index):
     """Trades from (entry_bar, exit_bar | None, size, entry_price, exit_price, fees) tuples."""
     if not rows:
-        return runner.empty_trades(index)
+        return trades.empty_trades(index)
     records = []
     for entry, exit_, size, entry_price, exit_price, fees in rows:
         pnl = size * (exit_price - entry_price)
@@ -59,7 +59,7 @@ def _trades(rows, index):
 
 
 def test_trade_columns_match_strategy_runner():
-    assert TRADE_COLUMNS == runner.TRADE_COLUMNS
+    assert TRADE_COLUMNS == trades.TRADE_COLUMNS
 
 
 def test_metrics_known_equity_curve_by_hand():

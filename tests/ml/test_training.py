@@ -161,7 +161,10 @@ def test_map_tasks_keeps_order_and_reports_each_result() -> None:
     assert results == seen == [-3, -1, -2]
 
 
-def test_map_tasks_unreachable_dask_scheduler_is_a_config_error() -> None:
+def test_map_tasks_unreachable_dask_scheduler_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ml.compute.CONNECT_TIMEOUT", "1s")
     dask = ComputeSettings(backend="dask", scheduler_address="tcp://127.0.0.1:9")
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         map_tasks(operator.neg, [1], dask)

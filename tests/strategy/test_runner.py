@@ -7,7 +7,8 @@ import pytest
 
 from core.errors import DataValidationError
 from core.settings import SignalSettings, StrategySettings
-from strategy.runner import TRADE_COLUMNS, run_strategy
+from strategy.runner import run_strategy
+from strategy.trades import TRADE_COLUMNS
 from tests.factories import make_ohlcv
 from tests.strategy.helpers import with_proba
 

@@ -11,7 +11,7 @@ import pytest
 from core.errors import DataValidationError
 from core.settings import SignalSettings, StrategySettings
 from ml.signals import signals_from_proba
-from strategy import runner
+from strategy import trades
 from strategy.runner import StrategyRun, run_strategy
 from strategy.vectorized import VectorRun, simulate_signals
 from tests.factories import make_ohlcv
@@ -171,7 +171,7 @@ def test_simulate_signals_trades_table_pairs_fills_and_marks_open_trade():
         position_fraction=0.5,
     )
     closed, still_open = twin.trades.iloc[0], twin.trades.iloc[1]
-    assert list(twin.trades.columns) == list(runner.TRADE_COLUMNS)
+    assert list(twin.trades.columns) == list(trades.TRADE_COLUMNS)
     assert (closed["entry_time"], closed["exit_time"]) == (candles.index[1], candles.index[2])
     assert closed["exit_reason"] == "signal" and closed["bars_held"] == 1
     assert closed["fees"] == pytest.approx(twin.fills["fee"].iloc[:2].sum())
@@ -185,7 +185,7 @@ def test_simulate_signals_without_trades_has_runner_shaped_empty_table():
     twin = simulate_signals(
         candles, np.zeros(5), cash=1000.0, fee_rate=0.0, slippage_bps=0.0, position_fraction=0.5
     )
-    pd.testing.assert_frame_equal(twin.trades, runner.empty_trades(candles.index))
+    pd.testing.assert_frame_equal(twin.trades, trades.empty_trades(candles.index))
 
 
 def test_simulate_signals_last_candle_decision_never_fills():
