@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +17,14 @@ from rich.table import Table
 
 from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
+from backtests.sweep import (
+    SweepResult,
+    check_candle_sources,
+    parse_symbols,
+    prepare_sweep_candles,
+    run_sweep,
+)
+from backtests.sweep_report import record_sweep, sweep_verdict, write_sweep_report
 from core.errors import ConfigError
 from core.settings import BacktestSettings, Settings, require_settings
 from core.types import MODEL_NAMES, ModelName
@@ -96,6 +104,12 @@ def _bars(console: Console) -> Iterator[_ProgressBars]:
 def backtest_command(
     ctx: typer.Context,
     symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            "--symbols", help="Comma-separated symbols: a sweep of every symbol x model pair"
+        ),
+    ] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h")] = None,
     models: Annotated[
         str | None,
@@ -107,7 +121,13 @@ def backtest_command(
     end: Annotated[
         str | None, typer.Option("--end", help="Last candle used (train AND test), UTC")
     ] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Import this candle file")] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Import this candle file (repeat: one per --symbols entry)"),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the cached candles (no network, no file)")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Reports directory")] = None,
     model_id: Annotated[
         str | None, typer.Option("--model-id", help="Backtest this saved model (no retraining)")
@@ -116,17 +136,62 @@ def backtest_command(
     """Walk-forward backtest: per-fold classification next to trading metrics, JSON + HTML.
 
     --start/--end restrict the candles used for training AND testing. With --model-id a saved
-    model predicts the whole period instead (flagged when it overlaps its training data). The
-    last line printed is the path of the HTML report.
+    model predicts the whole period instead (flagged when it overlaps its training data).
+    --symbols with several symbols runs a sweep: one walk-forward backtest per (symbol, model)
+    pair, dispatched through `compute` (local or Dask), and one report with a leaderboard.
+    Candles come from --data (one file per symbol, in order), --offline (the candle cache,
+    filled by `cryptopred data import`/`fetch`) or the exchange. The last line printed is the
+    path of the HTML report.
     """
     settings = with_overrides(require_settings(ctx.obj), start=start, end=end, out=out)
     if model_id is not None and models is not None:
         raise ConfigError("pass either --models (walk-forward) or --model-id (a saved model)")
     algorithms = parse_models(models) if models is not None else settings.backtest.models
+    targets = _symbols_option(symbol, symbols, model_id=model_id)
+    sources = tuple(data or ())
+    if len(targets) > 1:
+        sweep_command(
+            settings,
+            targets,
+            algorithms=algorithms,
+            files=sources,
+            timeframe=timeframe,
+            offline=offline,
+        )
+        return
+    single_command(
+        settings,
+        targets[0] if targets else symbol,
+        algorithms=algorithms,
+        files=sources,
+        timeframe=timeframe,
+        offline=offline,
+        model_id=model_id,
+    )
+
+
+def single_command(
+    settings: Settings,
+    symbol: str | None,
+    *,
+    algorithms: Sequence[ModelName],
+    files: Sequence[Path],
+    timeframe: str | None,
+    offline: bool,
+    model_id: str | None,
+) -> None:
+    """Backtest one symbol (several models, or one saved model), report, record and print."""
+    check_candle_sources(settings, [symbol or settings.data.symbol], files=files, offline=offline)
     if model_id is not None:
         manifest = read_manifest(settings.ml.registry_dir, model_id)
         symbol, timeframe = symbol or manifest.symbol, timeframe or manifest.timeframe
-    prepared = prepare_candles(settings, file=data, symbol=symbol, timeframe=timeframe)
+    prepared = prepare_candles(
+        settings,
+        file=files[0] if files else None,
+        symbol=symbol,
+        timeframe=timeframe,
+        offline=offline,
+    )
     with _bars(Console(stderr=True)) as bars:
         result = run_backtest(
             prepared.frame,
@@ -137,10 +202,58 @@ def backtest_command(
             model_id=model_id,
             progress=bars,
         )
-    files = write_report(result, settings.backtest.reports_dir)
-    record_run(result, files, settings)
+    written = write_report(result, settings.backtest.reports_dir)
+    record_run(result, written, settings)
     print_report(result, Console())
-    typer.echo(str(files.html.resolve()))
+    typer.echo(str(written.html.resolve()))
+
+
+def _symbols_option(
+    symbol: str | None, symbols: str | None, *, model_id: str | None
+) -> tuple[str, ...]:
+    """The --symbols list (empty when only --symbol, or neither, was given)."""
+    if symbols is None:
+        return ()
+    if symbol is not None:
+        raise ConfigError("pass either --symbol or --symbols, not both")
+    targets = parse_symbols(symbols)
+    if len(targets) > 1 and model_id is not None:
+        raise ConfigError(
+            "--model-id backtests one saved model on one symbol; drop --model-id to sweep "
+            "--symbols, or pass a single symbol"
+        )
+    return targets
+
+
+def sweep_command(
+    settings: Settings,
+    symbols: Sequence[str],
+    *,
+    algorithms: Sequence[ModelName],
+    files: Sequence[Path],
+    timeframe: str | None,
+    offline: bool,
+) -> None:
+    """Run a symbols x models sweep, write its report, record it, print the leaderboard."""
+    prepared = prepare_sweep_candles(
+        settings, symbols, files=files, timeframe=timeframe, offline=offline
+    )
+    candles = {symbol: item.frame for symbol, item in prepared.items()}
+    resolved = prepared[symbols[0]].timeframe
+    with fold_progress(Console(stderr=True)) as progress:
+        total = len(candles) * len(dict.fromkeys(algorithms))
+        task = progress.add_task("sweep: (symbol, model) backtests", total=total)
+        sweep = run_sweep(
+            candles,
+            settings,
+            timeframe=resolved,
+            algorithms=algorithms,
+            on_task=lambda result: progress.advance(task),
+        )
+    files_written = write_sweep_report(sweep, settings.backtest.reports_dir)
+    record_sweep(sweep, files_written, settings)
+    print_sweep(sweep, Console())
+    typer.echo(str(files_written.html.resolve()))
 
 
 # ----------------------------------------------------------------------------- console
@@ -227,26 +340,66 @@ def segment_table(result: BacktestResult, model: ModelBacktest) -> Table:
     return table
 
 
+_LEADERBOARD_COLUMNS = ("accuracy", "ROC-AUC", "p-value", "return", "vs B&H", "Sharpe")
+_LEADERBOARD_TAIL = ("max DD", "trades", "break-even")
+
+
+def _leaderboard_cells(model: ModelBacktest) -> list[str]:
+    """The cells of `_LEADERBOARD_COLUMNS + _LEADERBOARD_TAIL` for one model."""
+    break_even = model.fee_sensitivity.break_even_bps
+    return [
+        fmt_num(model.classification.accuracy),
+        fmt_num(model.classification.roc_auc),
+        f"{model.significance.p_value:.3g}",
+        _pct(model.trading.total_return),
+        f"{model.excess_return * 100:+.1f} pp",
+        fmt_num(model.trading.sharpe, 2),
+        _pct(model.trading.max_drawdown),
+        f"{model.trading.n_trades:,}",
+        "-" if break_even is None else f"{break_even:.2f} bps",
+    ]
+
+
+def _leaderboard(title: str, head: Sequence[str]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in (*head, *_LEADERBOARD_COLUMNS, *_LEADERBOARD_TAIL):
+        table.add_column(column, justify="left" if column in {"model", "symbol"} else "right")
+    return table
+
+
 def leaderboard_table(result: BacktestResult) -> Table:
     """One row per model, best strategy return first, same candles and folds for all."""
-    title = "Leaderboard (same candles and folds for every model)"
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    columns = ("#", "model", "accuracy", "ROC-AUC", "p-value", "return", "vs B&H", "Sharpe")
-    for column in (*columns, "max DD", "trades", "break-even"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = _leaderboard("Leaderboard (same candles and folds for every model)", ("#", "model"))
     for rank, model in enumerate(result.leaderboard(), start=1):
-        break_even = model.fee_sensitivity.break_even_bps
-        table.add_row(
-            str(rank),
-            model.model_id or model.algorithm,
-            fmt_num(model.classification.accuracy),
-            fmt_num(model.classification.roc_auc),
-            f"{model.significance.p_value:.3g}",
-            _pct(model.trading.total_return),
-            f"{model.excess_return * 100:+.1f} pp",
-            fmt_num(model.trading.sharpe, 2),
-            _pct(model.trading.max_drawdown),
-            f"{model.trading.n_trades:,}",
-            "-" if break_even is None else f"{break_even:.2f} bps",
-        )
+        table.add_row(str(rank), model.model_id or model.algorithm, *_leaderboard_cells(model))
     return table
+
+
+def sweep_leaderboard_table(sweep: SweepResult) -> Table:
+    """One row per (symbol, model), best return in excess of the symbol's buy-and-hold first."""
+    title = (
+        f"Sweep leaderboard: {len(sweep.symbols)} symbols x {len(sweep.algorithms)} models, "
+        f"{sweep.timeframe} (ranked by return vs the symbol's buy-and-hold)"
+    )
+    table = _leaderboard(title, ("#", "symbol", "model", "B&H"))
+    for rank, (run, model) in enumerate(sweep.leaderboard(), start=1):
+        hold = _pct(run.buy_and_hold.total_return)
+        table.add_row(str(rank), run.symbol, model.algorithm, hold, *_leaderboard_cells(model))
+    return table
+
+
+def print_sweep(sweep: SweepResult, console: Console) -> None:
+    """The sweep's console report: the leaderboard, the verdict and where it ran."""
+    console.print(sweep_leaderboard_table(sweep))
+    console.print("[bold]Verdict[/bold]")
+    for line in sweep_verdict(sweep):
+        console.print(f"  - {line}", highlight=False)
+    compute = sweep.settings.compute
+    where: str = compute.backend
+    if compute.backend == "dask":
+        where += f" ({compute.scheduler_address})"
+    console.print(
+        f"{len(sweep.task_seconds)} backtests on the {where} backend in {sweep.seconds:.1f} s "
+        f"(task time {sum(sweep.task_seconds):.1f} s); per-symbol details in the HTML report.",
+        highlight=False,
+    )

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,12 +158,12 @@ def verdict_lines(result: BacktestResult) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- JSON
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Plain JSON values: NaN/inf -> None, numpy scalars -> Python, timestamps -> ISO-8601."""
     if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
+        return {str(key): json_ready(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
+        return [json_ready(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -229,28 +230,30 @@ def _model_payload(model: ModelBacktest, fee_bps: float) -> dict[str, Any]:
     }
 
 
+def leaderboard_row(model: ModelBacktest) -> dict[str, Any]:
+    """One model's leaderboard entry (without its rank): classification and trading together."""
+    return {
+        "algorithm": model.algorithm,
+        "model_id": model.model_id,
+        "accuracy": model.classification.accuracy,
+        "roc_auc": model.classification.roc_auc,
+        "p_value": model.significance.p_value,
+        "total_return": model.trading.total_return,
+        "buy_and_hold_return": model.trading.buy_and_hold_return,
+        "excess_return": model.excess_return,
+        "sharpe": model.trading.sharpe,
+        "max_drawdown": model.trading.max_drawdown,
+        "n_trades": model.trading.n_trades,
+        "break_even_bps": model.fee_sensitivity.break_even_bps,
+    }
+
+
 def leaderboard_rows(result: BacktestResult) -> list[dict[str, Any]]:
     """One row per model (best strategy return first): classification and trading together."""
-    rows = []
-    for rank, model in enumerate(result.leaderboard(), start=1):
-        rows.append(
-            {
-                "rank": rank,
-                "algorithm": model.algorithm,
-                "model_id": model.model_id,
-                "accuracy": model.classification.accuracy,
-                "roc_auc": model.classification.roc_auc,
-                "p_value": model.significance.p_value,
-                "total_return": model.trading.total_return,
-                "buy_and_hold_return": model.trading.buy_and_hold_return,
-                "excess_return": model.excess_return,
-                "sharpe": model.trading.sharpe,
-                "max_drawdown": model.trading.max_drawdown,
-                "n_trades": model.trading.n_trades,
-                "break_even_bps": model.fee_sensitivity.break_even_bps,
-            }
-        )
-    return rows
+    return [
+        {"rank": rank, **leaderboard_row(model)}
+        for rank, model in enumerate(result.leaderboard(), start=1)
+    ]
 
 
 def report_payload(result: BacktestResult) -> dict[str, Any]:
@@ -283,7 +286,7 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
         "files": {"html": HTML_NAME, "json": JSON_NAME},
         "seconds": result.seconds,
     }
-    return dict(_json_ready(payload))
+    return dict(json_ready(payload))
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -302,46 +305,74 @@ def ensure_plotly_asset(reports_dir: Path) -> Path:
     return target
 
 
-def chart_divs(result: BacktestResult) -> dict[str, str]:
-    """Each chart as an HTML fragment (div + script) that expects `Plotly` to be loaded."""
+def chart_divs(result: BacktestResult, *, prefix: str = "") -> dict[str, str]:
+    """Each chart as an HTML fragment (div + script) that expects `Plotly` to be loaded.
+
+    Keys (and div ids after `chart-`) are `prefix + name`: unique when one page shows several runs.
+    """
     return {
-        name: pio.to_html(
+        prefix + name: pio.to_html(
             build(result),
             include_plotlyjs=False,
             full_html=False,
-            div_id=f"chart-{name}",
+            div_id=f"chart-{prefix}{name}",
             config={"responsive": True, "displaylogo": False},
         )
         for name, build in FIGURES.items()
     }
 
 
+def run_context(
+    result: BacktestResult, payload: dict[str, Any], *, chart_prefix: str = ""
+) -> dict[str, Any]:
+    """What the `_run.html` partial (one run's sections) needs, `payload` from `report_payload`."""
+    return {
+        "report": payload,
+        "models": payload["models"],
+        "in_sample": [in_sample_warning(m) for m in result.models if m.in_sample],
+        "charts": chart_divs(result, prefix=chart_prefix),
+        "fee_bps": result.settings.strategy.fee_rate * 1e4,
+    }
+
+
+def render_page(template_name: str, **context: Any) -> str:
+    """Render one of the backtest templates (`report.html`, `sweep.html`)."""
+    return _TEMPLATES.get_template(template_name).render(**context)
+
+
 def render_html(result: BacktestResult, payload: dict[str, Any], *, plotly_src: str) -> str:
     """The report page: banners, verdict, tables from `payload`, then the charts."""
-    template = _TEMPLATES.get_template("report.html")
-    return template.render(
-        report=payload,
-        models=payload["models"],
-        in_sample=[in_sample_warning(m) for m in result.models if m.in_sample],
-        charts=chart_divs(result),
-        plotly_src=plotly_src,
-        fee_bps=result.settings.strategy.fee_rate * 1e4,
-    )
+    return render_page("report.html", plotly_src=plotly_src, **run_context(result, payload))
 
 
-def write_report(result: BacktestResult, reports_dir: Path) -> ReportFiles:
-    """Write `<reports_dir>/<run_id>/report.json` and `report.html` (+ the shared plotly asset)."""
-    run_dir = reports_dir / result.run_id
+def write_report_files(
+    reports_dir: Path, run_id: str, payload: dict[str, Any], render: Callable[[str], str]
+) -> ReportFiles:
+    """Write `<reports_dir>/<run_id>/report.json` and `report.html` (+ the shared plotly asset).
+
+    `render(plotly_src)` returns the HTML page given the relative path of plotly.js.
+    """
+    run_dir = reports_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     plotly_js = ensure_plotly_asset(reports_dir)
-    payload = report_payload(result)
     json_path = run_dir / JSON_NAME
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
     src = Path("..") / ASSETS_DIR / plotly_js.name
     html_path = run_dir / HTML_NAME
-    html_path.write_text(render_html(result, payload, plotly_src=src.as_posix()), encoding="utf-8")
+    html_path.write_text(render(src.as_posix()), encoding="utf-8")
     logger.info("Wrote %s (%.0f kB) and %s", html_path, html_path.stat().st_size / 1e3, json_path)
     return ReportFiles(run_dir=run_dir, html=html_path, json=json_path, plotly_js=plotly_js)
+
+
+def write_report(result: BacktestResult, reports_dir: Path) -> ReportFiles:
+    """Write `<reports_dir>/<run_id>/report.json` and `report.html` (+ the shared plotly asset)."""
+    payload = report_payload(result)
+    return write_report_files(
+        reports_dir,
+        result.run_id,
+        payload,
+        lambda src: render_html(result, payload, plotly_src=src),
+    )
 
 
 # ----------------------------------------------------------------------------- run record
@@ -358,10 +389,10 @@ def headline_metrics(model: ModelBacktest) -> dict[str, Any]:
         break_even_bps=model.fee_sensitivity.break_even_bps,
         in_sample=model.in_sample,
     )
-    return dict(_json_ready(out))
+    return dict(json_ready(out))
 
 
-def _stored_path(path: Path, configured: Path) -> str:
+def stored_path(path: Path, configured: Path) -> str:
     """Relative to the configured reports directory when inside it (`--out` elsewhere: absolute)."""
     try:
         return path.resolve().relative_to(configured.resolve()).as_posix()
@@ -375,27 +406,36 @@ def record_run(result: BacktestResult, files: ReportFiles, settings: Settings) -
     Raises:
         StorageError: the database cannot be opened, migrated or written.
     """
+    configured = settings.backtest.reports_dir
+    run = NewBacktestRun(
+        run_id=result.run_id,
+        created_ms=to_epoch_ms(result.created_at),
+        config_hash=result.config_hash,
+        symbol=result.symbol,
+        timeframe=result.timeframe,
+        models=tuple(m.algorithm for m in result.models),
+        period_start_ms=to_epoch_ms(result.period_start.to_pydatetime()),
+        period_end_ms=to_epoch_ms(result.period_end.to_pydatetime()),
+        metrics={m.algorithm: headline_metrics(m) for m in result.models},
+        model_ids={m.algorithm: m.model_id for m in result.models if m.model_id},
+        report_path=stored_path(files.html, configured),
+        json_path=stored_path(files.json, configured),
+    )
+    store_run(run, settings)
+    return result.run_id
+
+
+def store_run(run: NewBacktestRun, settings: Settings) -> None:
+    """Insert one run record into `storage.db_url` (creating or migrating the schema first).
+
+    Raises:
+        StorageError: the database cannot be opened, migrated or written.
+    """
     engine = make_engine(settings.storage.db_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
     try:
         init_db(engine)
-        configured = settings.backtest.reports_dir
-        run = NewBacktestRun(
-            run_id=result.run_id,
-            created_ms=to_epoch_ms(result.created_at),
-            config_hash=result.config_hash,
-            symbol=result.symbol,
-            timeframe=result.timeframe,
-            models=tuple(m.algorithm for m in result.models),
-            period_start_ms=to_epoch_ms(result.period_start.to_pydatetime()),
-            period_end_ms=to_epoch_ms(result.period_end.to_pydatetime()),
-            metrics={m.algorithm: headline_metrics(m) for m in result.models},
-            model_ids={m.algorithm: m.model_id for m in result.models if m.model_id},
-            report_path=_stored_path(files.html, configured),
-            json_path=_stored_path(files.json, configured),
-        )
         with session_scope(make_session_factory(engine), operation="record the backtest run") as s:
             add_backtest_run(s, run)
     finally:
         engine.dispose()
-    logger.info("Recorded backtest run %s in %s", result.run_id, safe_url(settings.storage.db_url))
-    return result.run_id
+    logger.info("Recorded backtest run %s in %s", run.run_id, safe_url(settings.storage.db_url))

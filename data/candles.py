@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import DataError, ExchangeError, ExchangeUnavailableError
+from core.errors import (
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    ExchangeError,
+    ExchangeUnavailableError,
+)
 from core.settings import DataSettings, ExchangeSettings, Secrets, Settings
 from data.cache import cache_path, merge_candles, read_cache, update_cache, write_cache
 from data.exchange import CandleSource, CcxtCandleSource
@@ -143,16 +149,61 @@ def open_exchange(cfg: ExchangeSettings, *, secrets: Secrets | None = None) -> C
     return CcxtCandleSource(cfg, secrets=secrets)
 
 
+def load_cached_candles(
+    cfg: DataSettings, *, exchange_id: str, symbol: str, timeframe: str
+) -> PreparedCandles:
+    """The cached candles of one dataset, cleaned with the configured policies; no network.
+
+    Every cached candle is returned (an imported file's whole history included); callers
+    restrict the period themselves. Nothing is written.
+
+    Raises:
+        DataNotFoundError: nothing is cached for (exchange, symbol, timeframe); the message
+            names the `cryptopred data import` command that fills the cache.
+    """
+    target = cache_path(cfg.cache_dir, exchange_id, symbol, timeframe)
+    frame = read_cache(target)
+    if frame is None or frame.empty:
+        raise DataNotFoundError(
+            f"no cached {symbol} {timeframe} candles of {exchange_id} ({target} is missing or "
+            f"empty); import them first: `cryptopred data import FILE --symbol {symbol} "
+            f"--timeframe {timeframe}` (or `cryptopred data fetch` when online)"
+        )
+    clean = clean_candles(
+        frame,
+        timeframe=timeframe,
+        cfg=cfg.quality,
+        symbol=symbol,
+        source=f"cache:{target}",
+        format_name="parquet cache",
+    )
+    logger.info("Read %d cached %s %s candles from %s", len(clean.frame), symbol, timeframe, target)
+    return PreparedCandles(clean.frame, clean.report, target, symbol, timeframe, f"cache:{target}")
+
+
 def prepare_candles(
     settings: Settings,
     *,
     file: Path | None = None,
     symbol: str | None = None,
     timeframe: str | None = None,
+    offline: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PreparedCandles:
-    """The main jobs' candles: import `file` (or `data.file`) if given, else download via ccxt."""
+    """The main jobs' candles: import `file` (or `data.file`) if given, else download via ccxt.
+
+    `offline` reads the candle cache instead (`load_cached_candles`), ignoring `data.file`.
+    """
     symbol = symbol or settings.data.symbol
+    if offline:
+        if file is not None:
+            raise ConfigError(f"pass either a candle file ({file}) or --offline, not both")
+        return load_cached_candles(
+            settings.data,
+            exchange_id=settings.exchange.id,
+            symbol=symbol,
+            timeframe=timeframe or settings.data.timeframe,
+        )
     file = file or settings.data.file
     if file is not None:
         return import_candles(
