@@ -145,7 +145,13 @@ def walk_forward_metrics(walk_forward: Mapping[str, Any] | None) -> Mapping[str,
 
 
 def expectation(manifest: ModelManifest | None, backtest: BacktestSummary | None) -> Expectation:
-    """What the model should achieve live: walk-forward and backtest out-of-sample accuracy."""
+    """What the model should achieve live: walk-forward and backtest out-of-sample accuracy.
+
+    A backtest whose tested period overlaps the model's training range (`in_sample`) is not an
+    out-of-sample expectation and is left out.
+    """
+    if backtest is not None and backtest.trading.get("in_sample") is not False:
+        backtest = None  # in-sample (or unknown): its accuracy would flatter the model
     metrics = walk_forward_metrics(manifest.walk_forward if manifest else None)
     return Expectation(
         walk_forward_accuracy=finite_or_none(metrics.get("accuracy")),

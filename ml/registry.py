@@ -247,7 +247,16 @@ def load_current_model(root: Path, symbol: str, timeframe: str) -> ModelArtifact
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file in the same directory, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
+    """Write JSON atomically: a unique temp file in the same directory, then rename.
+
+    Unique per call (not per process), so concurrent promotions in one API worker never share
+    a temp file and readers only ever see a complete old or new file.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        Path(name).replace(path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

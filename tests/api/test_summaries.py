@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from api.charts import accuracy_figure, figure_html, importance_figure, probability_figure
-from api.summaries import backtest_summary, live_accuracy, report_url
+from api.summaries import backtest_summary, expectation, live_accuracy, report_url
 from storage.repository import BacktestRun, StoredPrediction
 
 HOUR_MS = 3_600_000
@@ -127,3 +127,10 @@ def test_figure_html_never_embeds_or_links_plotly() -> None:
     assert 'id="chart-x"' in html
     assert "cdn.plot.ly" not in html and "<script src" not in html
     assert len(html) < 20_000
+
+
+@pytest.mark.parametrize(("in_sample", "expected"), [(False, 0.52), (True, None)])
+def test_expectation_ignores_in_sample_backtests(in_sample: bool, expected: float | None) -> None:
+    record = {"accuracy": 0.52, "in_sample": in_sample}
+    summary = backtest_summary(_run({"lightgbm": record}), model_id="model-a")
+    assert expectation(None, summary).backtest_accuracy == expected

@@ -1,3 +1,4 @@
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,3 +107,29 @@ def test_registry_promote_sets_current(tmp_path: Path) -> None:
 def test_make_model_id_format() -> None:
     stamp = datetime(2021, 6, 10, 0, 0, tzinfo=UTC)
     assert make_model_id("ETH/USDT", "4h", "xgboost", stamp) == "ETH_USDT-4h-xgboost-20210610T0000Z"
+
+
+def test_registry_concurrent_promotions_never_expose_a_partial_pointer(tmp_path: Path) -> None:
+    first = save_model(_artifact(), tmp_path)
+    second = save_model(_artifact(), tmp_path)
+    promote_model(tmp_path, first)
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+
+    def promote(model_id: str) -> None:
+        try:
+            for _ in range(100):
+                promote_model(tmp_path, model_id)
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    writers = [threading.Thread(target=promote, args=(m,)) for m in (first, second) * 2]
+    for thread in writers:
+        thread.start()
+    while any(thread.is_alive() for thread in writers):
+        seen.add(current_model_id(tmp_path, "BTC/USDT", "1h") or "")
+    for thread in writers:
+        thread.join()
+    assert not errors
+    assert seen <= {first, second}
+    assert not list((tmp_path / "current").glob("*.tmp"))
