@@ -169,6 +169,7 @@ def score_registry_model(
         baselines=baselines,
         block_bars=_bars_per_day(timeframe),
         seed=settings.ml.seed,
+        horizon_bars=_horizon(artifact),
     )
     return ScoredModel(
         algorithm=manifest.algorithm,

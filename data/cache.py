@@ -161,8 +161,10 @@ def update_cache(
 ) -> pd.DataFrame:
     """Bring the cache up to date and return its candles in [since, until].
 
-    Only candles after the last cached one are fetched (plus those before the first cached one
-    when `since` is earlier), so the file stays contiguous. Nothing is written if a fetch fails.
+    Only candles from the last cached one on are fetched (plus those before the first cached
+    one when `since` is earlier), so the file stays contiguous. The last cached candle is fetched
+    again because an imported file often ends with a candle that was still trading when it was
+    exported; the exchange's final values replace it. Nothing is written if a fetch fails.
     """
     path = cache_path(cache_dir, source.exchange_id, symbol, timeframe)
     since = ensure_utc(since)
@@ -178,15 +180,16 @@ def update_cache(
         if since < first:
             head_until = first - step if until is None else min(first - step, until)
             fetched.append(_fetch(source, symbol, timeframe, since, head_until, progress))
-        if until is None or last + step <= until:
-            fetched.append(_fetch(source, symbol, timeframe, last + step, until, progress))
-    new_rows = sum(len(frame) for frame in fetched)
+        if until is None or last <= until:
+            fetched.append(_fetch(source, symbol, timeframe, last, until, progress))
     merged = cached
     for frame in fetched:
         merged = merge_candles(merged, frame)
-    if new_rows:
+    if not merged.equals(cached):
         write_cache(merged, path)
-    logger.info("Cache %s: %d new candles, %d in total", path, new_rows, len(merged))
+    logger.info(
+        "Cache %s: %d new candles, %d in total", path, len(merged) - len(cached), len(merged)
+    )
     window = merged.index >= pd.Timestamp(since)
     if until is not None:
         window &= merged.index <= pd.Timestamp(until)

@@ -368,6 +368,7 @@ def run_walk_forward(
         baselines=baselines,
         block_bars=_bars_per_day(dataset.X.index),
         seed=ml.seed,
+        horizon_bars=horizon,
     )
     return WalkForwardResult(
         algorithm=algorithm,

@@ -152,7 +152,7 @@ def test_merge_candles_with_empty_side() -> None:
     pd.testing.assert_frame_equal(merge_candles(frame.iloc[:0], frame), frame)
 
 
-def test_update_cache_downloads_then_fetches_only_after_last_cached(
+def test_update_cache_downloads_then_fetches_only_from_last_cached(
     emulator: BinanceEmulator, make_source: Source, tmp_path: Path
 ) -> None:
     source = make_source(emulator)
@@ -166,8 +166,8 @@ def test_update_cache_downloads_then_fetches_only_after_last_cached(
 
     second = _update(source, tmp_path, start)
 
-    new_requests = emulator.requests_to("klines")[calls_before:]
-    assert [r.params["startTime"] for r in new_requests] == [str(epoch_ms(start) + 2000 * HOUR_MS)]
+    new_requests = emulator.requests_to("klines")[calls_before:]  # from the last cached candle
+    assert [r.params["startTime"] for r in new_requests] == [str(epoch_ms(start) + 1999 * HOUR_MS)]
     assert len(second) == 2003
     pd.testing.assert_frame_equal(second, emulator.closed_candles("BTC/USDT"))
     pd.testing.assert_frame_equal(
@@ -253,3 +253,18 @@ def test_list_cached_reports_rows_range_and_gaps(tmp_path: Path) -> None:
     assert (datasets[1].gaps, datasets[1].missing_bars) == (2, 3)
     assert datasets[0].first == btc.index[0] and datasets[0].last == btc.index[-1]
     assert datasets[1].exchange_id == "binance"
+
+
+def test_update_cache_replaces_an_unfinished_last_candle(
+    emulator: BinanceEmulator, make_source: Source, tmp_path: Path
+) -> None:
+    source = make_source(emulator)
+    start = emulator.book.frame("BTC/USDT").index[0].to_pydatetime()
+    emulator.clock.set(epoch_ms(start) + 100 * HOUR_MS + 1)
+    path = cache_path(tmp_path, "binance", "BTC/USDT", "1h")
+    truth = emulator.closed_candles("BTC/USDT")
+    imported = truth.copy()
+    imported.iloc[-1, imported.columns.get_loc("volume")] /= 10  # exported while still trading
+    write_cache(imported, path)
+    updated = _update(source, tmp_path, start)
+    pd.testing.assert_frame_equal(updated, truth)

@@ -197,3 +197,15 @@ def test_baselines_reversal_wins_on_mean_reverting_labels() -> None:
     assert baselines.reversal == pytest.approx(1.0)
     assert baselines.persistence == pytest.approx(0.0)
     assert baselines.best_name == "reversal"
+
+
+def test_assess_significance_discounts_overlapping_labels() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2400)
+    proba = np.where(rng.random(2400) < 0.53, y, 1 - y) * 0.2 + 0.4  # 53% hits
+    baselines = baseline_accuracies(y, previous_direction=np.roll(y, 1), train_majority=1)
+    args = {"threshold": 0.5, "baselines": baselines, "block_bars": 24, "seed": 0, "n_boot": 20}
+    one = assess_significance(y, proba, **args)
+    many = assess_significance(y, proba, horizon_bars=24, **args)
+    assert one.accuracy == many.accuracy
+    assert many.p_value > one.p_value  # 100 effective trials instead of 2,400
