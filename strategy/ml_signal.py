@@ -106,6 +106,7 @@ class MLSignalStrategy(bt.Strategy):
         self._roles: dict[int, tuple[str, ExitReason]] = {}
         self._exit_orders: list[bt.Order] = []
         self._entry_atr = math.nan
+        self._target: Signal = 0
 
     def start(self) -> None:
         """Cache the broker and the position object (both are stable during a run)."""
@@ -117,7 +118,10 @@ class MLSignalStrategy(bt.Strategy):
         self._bar += 1
         size = self._position.size
         held: Signal = 1 if size > 0 else (-1 if size < 0 else 0)
-        target = signal_from_proba(self._proba[0], self.p.signal, position=held)
+        # Hysteresis runs on the previous TARGET, as in the bot and the numpy twin: an entry
+        # refused for lack of cash is retried while the signal holds, not silently dropped.
+        target = signal_from_proba(self._proba[0], self.p.signal, position=self._target)
+        self._target = target
         if target != held:
             self._rebalance(held, target)
         self.equity.append(self._broker.getvalue())
@@ -187,6 +191,8 @@ class MLSignalStrategy(bt.Strategy):
         trade_or_none.exit_price = executed.price
         trade_or_none.exit_fee = executed.comm
         trade_or_none.exit_reason = reason
+        if reason in ("stop_loss", "take_profit"):
+            self._target = 0  # a stopped-out trade is re-entered only on a fresh entry signal
         self.trades.append(trade_or_none)
         self.open_trade = None
         self._exit_orders = []

@@ -15,7 +15,7 @@ from strategy import trades
 from strategy.runner import StrategyRun, run_strategy
 from strategy.vectorized import VectorRun, simulate_signals
 from tests.factories import make_ohlcv
-from tests.strategy.helpers import sma_proba, with_proba
+from tests.strategy.helpers import hand_candles, sma_proba, with_proba
 
 CASH = 10_000.0
 
@@ -211,3 +211,15 @@ def test_simulate_signals_rejects_bad_positions(positions):
             slippage_bps=0.0,
             position_fraction=0.5,
         )
+
+
+def test_engines_agree_after_an_entry_refused_for_cash():
+    """A gap up makes the sized entry unaffordable; both engines retry while the signal holds."""
+    rows = [(100.0, 101.0, 99.0, 100.0)] * 6 + [(110.0, 111.0, 109.0, 110.0)] * 8
+    candles = hand_candles(rows)
+    proba = [0.5] * 5 + [0.6] + [0.52] * 8  # enter at candle 5, then only "hold"
+    strategy = StrategySettings(cash=CASH, fee_rate=0.001, position_fraction=0.95)
+    run, twin = _both(candles, proba, signal=SignalSettings(), strategy=strategy)
+    assert run.orders_rejected == 1  # the 8%+ gap made the first entry too expensive
+    assert len(run.trades) == 1  # ...and it was retried and filled one candle later
+    _assert_engines_agree(run, twin)
