@@ -1,4 +1,5 @@
-"""Bot fixtures: a registry with a model trained once, an in-process candle source, bot deps."""
+"""Bot fixtures: a registry with a model trained once, an in-process candle source, bot deps,
+a database per backend (SQLite file; PostgreSQL schema when configured) and the replay data."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from data.schema import index_to_epoch_ms
 from ml.registry import ModelArtifact, load_model, promote_model
 from ml.workflow import train_model
 from storage.db import init_db, make_engine, make_session_factory
+from tests.bot.replay import load_served, train_replay_registry
 from tests.factories import make_ohlcv, make_settings
+from tests.pg import BACKENDS, database_url
 
 N_CANDLES = 1700
 N_TRAIN = 1100
@@ -56,11 +59,30 @@ def trained_registry(
     return settings.ml.registry_dir
 
 
+@pytest.fixture(scope="session")
+def served() -> pd.DataFrame:
+    """The shared BTC/USDT 1h candles exactly as the replaying emulator serves them."""
+    return load_served()
+
+
+@pytest.fixture(scope="session")
+def replay_registry(tmp_path_factory: pytest.TempPathFactory, served: pd.DataFrame) -> Path:
+    """A registry whose current BTC/USDT 1h model was trained on candles before the replay."""
+    return train_replay_registry(tmp_path_factory.mktemp("e2e-registry"), served)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file (WAL), or a throw-away PostgreSQL schema."""
+    with database_url(request.param, sqlite_path=tmp_path / "bot.db") as url:
+        yield url
+
+
 @pytest.fixture
-def bot_settings(tmp_path: Path, trained_registry: Path) -> Settings:
-    """Settings whose registry is a private copy of the trained one."""
+def bot_settings(tmp_path: Path, trained_registry: Path, db_url: str) -> Settings:
+    """Settings on the test's database whose registry is a private copy of the trained one."""
     shutil.copytree(trained_registry, tmp_path / "models")
-    return make_settings(tmp_path, ml=SMALL_ML, storage={"db_url": "sqlite://"})
+    return make_settings(tmp_path, ml=SMALL_ML, storage={"db_url": db_url})
 
 
 @pytest.fixture

@@ -1,21 +1,26 @@
-"""Real processes for the bot's end-to-end tests: the replaying emulator and `cryptopred live`."""
+"""Real processes for the bot's end-to-end tests: the replaying emulator, `cryptopred live` and
+`cryptopred serve`, and read-only queries of the database they share (SQLite file or URL)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
@@ -89,8 +94,16 @@ class Emulator:
                 self.process.wait()
 
 
-def write_bot_config(workdir: Path, *, base_url: str, registry: Path, **bot: Any) -> Path:
-    """A config.yaml for `cryptopred live` against the emulator, with a SQLite file."""
+def write_bot_config(
+    workdir: Path,
+    *,
+    base_url: str,
+    registry: Path,
+    db_url: str | None = None,
+    name: str = "config",
+    **bot: Any,
+) -> Path:
+    """`<name>.yaml` for `cryptopred live` against the emulator; `workdir/bot.db` by default."""
     config = {
         "exchange": {
             "base_url": base_url,
@@ -99,11 +112,11 @@ def write_bot_config(workdir: Path, *, base_url: str, registry: Path, **bot: Any
         },
         "ml": {"registry_dir": str(registry)},
         "bot": {"clock": "exchange", "poll_seconds": 0.1, "max_backfill_bars": 100, **bot},
-        "storage": {"db_url": f"sqlite:///{workdir / 'bot.db'}"},
-        "data": {"cache_dir": str(workdir / "cache")},
+        "storage": {"db_url": db_url or f"sqlite:///{workdir / 'bot.db'}"},
+        "data": {"cache_dir": str(workdir / f"cache-{name}")},
         "logging": {"level": "INFO"},
     }
-    path = workdir / "config.yaml"
+    path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -155,10 +168,75 @@ class LiveBot:
             self.process.wait()
 
 
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the bot's SQLite file (fine next to a WAL writer)."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """`cryptopred serve` as a subprocess on a free 127.0.0.1 port, logging to a file."""
+
+    config: Path
+    log: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.port = free_port()
+        handle = self.log.open("ab")
+        command = [*cryptopred_command(), "--config", str(self.config), "serve"]
+        self.process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return self
+
+    def get_json(self, path: str) -> tuple[int, Any]:
+        """(status, decoded body) of a GET; (0, None) while the server is not listening."""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as reply:  # noqa: S310
+                return int(reply.status), json.loads(reply.read())
+        except urllib.error.HTTPError as e:
+            return int(e.code), json.loads(e.read())
+        except (ConnectionError, urllib.error.URLError):
+            return 0, None
+
+    def terminate(self, *, timeout: float = 15.0) -> int:
+        """SIGTERM; uvicorn shuts down gracefully, then re-raises the signal (-15)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def ensure_stopped(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+Database = Path | str
+"""A SQLite file, or a SQLAlchemy URL (a `sqlite:///` file or a PostgreSQL schema)."""
+
+
+def query(db: Database, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query, or [] while the schema does not exist yet."""
+    if isinstance(db, str):
+        url = sa.make_url(db)
+        if url.get_backend_name() != "sqlite":
+            return _query_server(url, sql)
+        db = Path(url.database or "")
     if not db.exists():
         return []
+    # read-only URI: never creates the file, and is fine next to a WAL writer
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         try:
             return conn.execute(sql).fetchall()
@@ -166,11 +244,22 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
             return []
 
 
-def prediction_count(db: Path) -> int:
+def _query_server(url: sa.URL, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
+    except sa.exc.ProgrammingError:  # schema not created yet (undefined table)
+        return []
+    finally:
+        engine.dispose()
+
+
+def prediction_count(db: Database) -> int:
     rows = query(db, "SELECT count(*) FROM predictions")
     return int(rows[0][0]) if rows else 0
 
 
-def newest_prediction_ms(db: Path) -> int:
+def newest_prediction_ms(db: Database) -> int:
     rows = query(db, "SELECT max(candle_open_ms) FROM predictions")
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0

@@ -1,4 +1,5 @@
-"""`cryptopred live --once` in-process: the real Typer app, a real ccxt client, the emulator."""
+"""`cryptopred live --once` in-process: the real Typer app, a real ccxt client, the emulator,
+on a SQLite file and on PostgreSQL (the command migrates the empty database on start)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cli.main import app
-from storage.db import make_engine, make_session_factory, session_scope
+from core.settings import Settings
+from storage.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
 from storage.repository import latest_bot_run, list_predictions
 from tests.emulator import BinanceEmulator, running_emulator
 
@@ -24,7 +33,7 @@ def emulator(market_candles: pd.DataFrame) -> Iterator[BinanceEmulator]:
         yield emu
 
 
-def _config(tmp_path: Path, base_url: str, *, registry: Path | None = None) -> Path:
+def _config(tmp_path: Path, base_url: str, *, db_url: str, registry: Path | None = None) -> Path:
     config = {
         "exchange": {
             "base_url": base_url,
@@ -33,7 +42,7 @@ def _config(tmp_path: Path, base_url: str, *, registry: Path | None = None) -> P
         },
         "ml": {"registry_dir": str(registry or tmp_path / "models")},
         "bot": {"clock": "exchange", "closed_candle_retries": 0},
-        "storage": {"db_url": f"sqlite:///{tmp_path / 'bot.db'}"},
+        "storage": {"db_url": db_url},
         "data": {"cache_dir": str(tmp_path / "cache")},
         "logging": {"level": "WARNING"},
     }
@@ -42,17 +51,29 @@ def _config(tmp_path: Path, base_url: str, *, registry: Path | None = None) -> P
     return path
 
 
-def _db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    return make_session_factory(make_engine(f"sqlite:///{tmp_path / 'bot.db'}"))
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on the database the command writes (a SQLite file or a PostgreSQL schema)."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
 
 
 def test_live_once_predicts_newest_closed_candle_and_exits_0(
-    tmp_path: Path, emulator: BinanceEmulator, bot_settings, market_candles: pd.DataFrame
+    tmp_path: Path,
+    emulator: BinanceEmulator,
+    bot_settings: Settings,
+    market_candles: pd.DataFrame,
+    db_url: str,
+    db_engine: Engine,
 ) -> None:
-    config = _config(tmp_path, emulator.base_url, registry=bot_settings.ml.registry_dir)
+    config = _config(
+        tmp_path, emulator.base_url, db_url=db_url, registry=bot_settings.ml.registry_dir
+    )
     result = runner.invoke(app, ["--config", str(config), "live", "--once"])
     assert result.exit_code == 0, result.output
-    with session_scope(_db(tmp_path), read_only=True) as session:
+    assert current_revision(db_engine) == head_revision()  # the command migrated on start
+    with session_scope(make_session_factory(db_engine), read_only=True) as session:
         (row,) = list_predictions(session).items
         run = latest_bot_run(session)
     # the emulator's clock is half-way through candle 1399: 1398 is the newest closed one
@@ -61,26 +82,30 @@ def test_live_once_predicts_newest_closed_candle_and_exits_0(
 
 
 def test_live_once_without_a_model_exits_2_and_marks_the_run_failed(
-    tmp_path: Path, emulator: BinanceEmulator
+    tmp_path: Path, emulator: BinanceEmulator, db_url: str, db_engine: Engine
 ) -> None:
-    config = _config(tmp_path, emulator.base_url)
+    config = _config(tmp_path, emulator.base_url, db_url=db_url)
     result = runner.invoke(app, ["--config", str(config), "live", "--once"])
     assert result.exit_code == 2
     assert "no current model for BTC/USDT 1h" in result.output
-    with session_scope(_db(tmp_path), read_only=True) as session:
+    with session_scope(make_session_factory(db_engine), read_only=True) as session:
         run = latest_bot_run(session)
     assert run is not None and run.status == "failed"
     assert run.last_error is not None and "cryptopred train" in run.last_error
 
 
-def test_live_once_with_the_exchange_down_exits_1(tmp_path: Path, bot_settings) -> None:
-    config = _config(tmp_path, "http://127.0.0.1:9", registry=bot_settings.ml.registry_dir)
+def test_live_once_with_the_exchange_down_exits_1(
+    tmp_path: Path, bot_settings: Settings, db_url: str, db_engine: Engine
+) -> None:
+    config = _config(
+        tmp_path, "http://127.0.0.1:9", db_url=db_url, registry=bot_settings.ml.registry_dir
+    )
     raw = yaml.safe_load(config.read_text())
     raw["bot"]["clock"] = "local"
     config.write_text(yaml.safe_dump(raw))
     result = runner.invoke(app, ["--config", str(config), "live", "--once"])
     assert result.exit_code == 1, result.output
-    with session_scope(_db(tmp_path), read_only=True) as session:
+    with session_scope(make_session_factory(db_engine), read_only=True) as session:
         run = latest_bot_run(session)
     assert run is not None
     assert (run.status, run.temporary_errors) == ("stopped", 1)
