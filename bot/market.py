@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -14,8 +15,9 @@ from bot.notify import SignalChange
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
 from core.timeframes import from_epoch_ms, last_closed_candle_open, timeframe_to_ms, to_epoch_ms
-from core.types import Signal
+from core.types import Direction, Signal
 from data.schema import index_to_epoch_ms
+from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
 from ml.signals import signal_from_proba
@@ -122,7 +124,13 @@ def predict_market(
         written = insert_predictions(session, rows)
         # after the insert, so backfilled rows whose target has closed are resolved at once
         pending = unresolved_predictions(session, **key, target_close_until_ms=resolved_ms)
-        outcomes = outcomes_from_candles(pending, candles, step_ms=step_ms, resolved_ms=resolved_ms)
+        outcomes = outcomes_from_candles(
+            pending,
+            candles,
+            step_ms=step_ms,
+            resolved_ms=resolved_ms,
+            labels=realised_labels(artifact, candles),
+        )
         resolved = resolve_predictions(session, outcomes)
     change = _signal_change(rows, plan, step_ms) if written else None
     return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
@@ -139,6 +147,9 @@ def make_plan(
     operation = f"plan {symbol} {timeframe}"
     with session_scope(deps.session_factory, operation=operation, read_only=True) as session:
         last_ms = last_prediction_open_ms(session, **key, model_id=artifact.model_id)
+        if last_ms is None:  # a newly promoted model picks up where the previous one stopped
+            newest = list_predictions(session, symbol=symbol, timeframe=timeframe, limit=1).items
+            last_ms = newest[0].candle_open_ms if newest else None
         first_ms = first_target_ms(
             last_ms,
             last_closed_ms=last_closed_ms,
@@ -323,24 +334,55 @@ def _stamp(
     ]
 
 
+def realised_labels(artifact: ModelArtifact, candles: pd.DataFrame) -> pd.Series | None:
+    """The training labels of a triple-barrier model over `candles` (None: direction labels).
+
+    Live outcomes must be scored with the target the model was trained and evaluated on;
+    for direction labels that is the sign of the return, which needs no extra work.
+    """
+    labels = artifact.manifest.labels
+    if labels.get("method") != "triple_barrier":
+        return None
+    features = artifact.manifest.feature_config
+    values, _barrier = triple_barrier_outcome(
+        candles,
+        horizon_bars=int(labels["horizon_bars"]),
+        take_profit_atr=float(labels["take_profit_atr"]),
+        stop_loss_atr=float(labels["stop_loss_atr"]),
+        atr_window=int(features.get("atr_window", 14)),
+    )
+    return values
+
+
 def outcomes_from_candles(
-    pending: list[StoredPrediction], candles: pd.DataFrame, *, step_ms: int, resolved_ms: int
+    pending: list[StoredPrediction],
+    candles: pd.DataFrame,
+    *,
+    step_ms: int,
+    resolved_ms: int,
+    labels: pd.Series | None = None,
 ) -> list[Outcome]:
     """The realised return of each pending prediction whose two candles are in `candles`.
 
     The return is close(target candle) / close(predicted candle) - 1, candles found by open
-    time; predictions whose candles are missing stay unresolved.
+    time; predictions whose candles are missing stay unresolved. With `labels` (1.0 UP /
+    0.0 DOWN / NaN unknown, by candle open time) the direction comes from the label.
     """
     open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index)).tolist()
     closes = dict(zip(open_ms, candles["close"].tolist(), strict=True))
+    label_of = {} if labels is None else dict(zip(open_ms, labels.tolist(), strict=True))
     outcomes = []
     for prediction in pending:
         start = closes.get(prediction.candle_open_ms)
         end = closes.get(prediction.target_close_ms - step_ms)
-        if start is None or end is None:
+        label = label_of.get(prediction.candle_open_ms, math.nan)
+        if start is None or end is None or (labels is not None and not math.isfinite(label)):
             logger.debug("Prediction %d: its candles are not in this window", prediction.id)
             continue
-        outcomes.append(Outcome(prediction.id, end / start - 1.0, resolved_ms))
+        direction: Direction | None = None
+        if labels is not None:
+            direction = "UP" if label == 1.0 else "DOWN"
+        outcomes.append(Outcome(prediction.id, end / start - 1.0, resolved_ms, direction))
     return outcomes
 
 

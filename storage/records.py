@@ -94,6 +94,8 @@ class Outcome:
     prediction_id: int
     actual_return: float
     resolved_ms: int
+    actual_direction: Direction | None = None
+    """The realised label when it is not the sign of the return (triple-barrier models)."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.actual_return):

@@ -175,7 +175,7 @@ def resolve_predictions(session: Session, outcomes: Sequence[Outcome]) -> int:
     """
     resolved = 0
     for outcome in outcomes:
-        actual = direction_of_return(outcome.actual_return)
+        actual = outcome.actual_direction or direction_of_return(outcome.actual_return)
         stmt = (
             update(PredictionRow)
             .where(PredictionRow.id == outcome.prediction_id, PredictionRow.resolved_ms.is_(None))

@@ -412,3 +412,28 @@ def test_run_once_warns_once_about_a_stale_model(
     stale = [r for r in caplog.records if "is stale" in r.getMessage()]
     assert len(stale) == 1
     assert stale[0].levelno == logging.WARNING
+
+
+def test_run_once_backfills_for_a_model_promoted_while_down(
+    make_deps: Callable[..., BotDeps],
+    source: FakeSource,
+    market_candles: pd.DataFrame,
+    session_factory: sessionmaker[Session],
+) -> None:
+    deps = make_deps()
+    run_once(deps, source.now)  # candle 1300 by the first model
+    outcome = train_model(
+        market_candles.iloc[: N_TRAIN + 100],
+        deps.settings,
+        symbol="BTC/USDT",
+        timeframe="1h",
+        algorithm="logreg",
+    )
+    promote_model(deps.settings.ml.registry_dir, outcome.model_id)
+    source.now = close_of(market_candles, 1304)  # down for three candles, then restarted
+    run_once(deps, source.now)
+    rows = [row for row in _stored(session_factory) if row.model_id == outcome.model_id]
+    assert [row.candle_open_ms for row in rows] == [
+        _open_ms(market_candles, i) for i in range(1301, 1305)
+    ]
+    assert [row.is_backfill for row in rows] == [True, True, True, False]

@@ -129,6 +129,18 @@ def test_resolve_predictions_is_idempotent(factory: sessionmaker[Session]) -> No
     assert (again.actual_return, again.resolved_ms) == (0.01, 1)
 
 
+def test_resolve_predictions_explicit_direction_wins_over_the_sign(
+    factory: sessionmaker[Session],
+) -> None:
+    _insert(factory, [make_new_prediction(0)])
+    (stored,) = _all(factory)
+    with session_scope(factory) as session:  # a triple-barrier stop-loss despite a rise
+        resolve_predictions(session, [Outcome(stored.id, 0.01, 1, actual_direction="DOWN")])
+    (again,) = _all(factory)
+    assert again.actual_direction == "DOWN"
+    assert again.is_correct is (stored.direction == "DOWN")
+
+
 def test_list_predictions_pages_are_stable_under_inserts(factory: sessionmaker[Session]) -> None:
     models = ("model-a", "model-b", "model-c")  # three rows per candle: ties on candle_open_ms
     _insert(factory, [make_new_prediction(i, model_id=m) for i in range(10) for m in models])
