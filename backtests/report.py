@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -298,9 +300,14 @@ def ensure_plotly_asset(reports_dir: Path) -> Path:
     target = reports_dir / ASSETS_DIR / f"plotly-{get_plotlyjs_version()}.min.js"
     if not target.is_file() or target.stat().st_size != PLOTLY_JS.stat().st_size:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".tmp")
-        shutil.copyfile(PLOTLY_JS, partial)
-        partial.replace(target)  # atomic: a concurrent run never links a half-copied file
+        fd, name = tempfile.mkstemp(prefix=".plotly-", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        partial = Path(name)  # unique per call: concurrent runs never share a temp file
+        try:
+            shutil.copyfile(PLOTLY_JS, partial)
+            partial.replace(target)  # atomic: a concurrent run never links a half-copied file
+        finally:
+            partial.unlink(missing_ok=True)
         logger.info("Copied plotly.js %s to %s", get_plotlyjs_version(), target)
     return target
 
