@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from core.errors import StorageError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: fall back to BEGIN IMMEDIATE alone
+    fcntl = None  # type: ignore[assignment]
+
+MIGRATION_LOCK_TIMEOUT_S = 120.0
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +243,7 @@ def init_db(engine: Engine) -> None:
     """
     config = alembic_config()
     try:
-        with engine.begin() as conn:
+        with _sqlite_migration_lock(engine.url), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
@@ -250,6 +258,40 @@ def init_db(engine: Engine) -> None:
             "come from a newer cryptopred version, upgrade the package or use another db_url"
         ) from e
     logger.info("Database %s is at schema revision %s", safe_url(engine.url), head_revision())
+
+
+@contextmanager
+def _sqlite_migration_lock(url: URL) -> Iterator[None]:
+    """Serialise schema upgrades of one SQLite file across processes with a lock file.
+
+    `BEGIN IMMEDIATE` alone makes a second process wait only `busy_timeout_ms`; on a loaded
+    machine a first migration (WAL switch, DDL) can take longer, and the second start would
+    fail with "database is locked". The lock file has no such limit short of
+    `MIGRATION_LOCK_TIMEOUT_S`. Other dialects and in-memory databases need no file lock.
+    """
+    if url.get_backend_name() != "sqlite" or _is_memory(url) or fcntl is None:
+        yield
+        return
+    database = Path(str(url.database))
+    lock_path = database.with_name(database.name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        deadline = time.monotonic() + MIGRATION_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageError(
+                        f"another process has been migrating {database} for over "
+                        f"{MIGRATION_LOCK_TIMEOUT_S:.0f} s; check for a stuck cryptopred process"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def head_revision() -> str:
