@@ -30,11 +30,11 @@ from storage.repository import list_backtest_runs
 SCHEMA_DOC = Path(__file__).resolve().parents[2] / "backtests" / "REPORT_SCHEMA.md"
 
 
-def documented_keys() -> dict[str, set[str]]:
-    """Keys per `## \\`name\\`` section of REPORT_SCHEMA.md (first table column)."""
+def documented_keys(doc: Path = SCHEMA_DOC) -> dict[str, set[str]]:
+    """Keys per `## \\`name\\`` section of a schema document (first table column)."""
     sections: dict[str, set[str]] = {}
     current = None
-    for line in SCHEMA_DOC.read_text(encoding="utf-8").splitlines():
+    for line in doc.read_text(encoding="utf-8").splitlines():
         heading = re.match(r"^## `([a-z_]+)`", line)
         if heading:
             current = sections.setdefault(heading.group(1), set())

@@ -32,6 +32,7 @@ from storage.db import init_db, make_engine, make_session_factory, session_scope
 from storage.repository import list_backtest_runs
 from tests.backtests.conftest import SMALL_WALK_FORWARD, small_settings
 from tests.backtests.test_cli import write_config
+from tests.backtests.test_report import documented_keys
 from tests.factories import make_ohlcv
 
 runner = CliRunner()
@@ -47,21 +48,6 @@ def sweep_candles() -> dict[str, pd.DataFrame]:
         "BTC/USDT": make_ohlcv(N_SWEEP, seed=11),
         "ETH/USDT": make_ohlcv(N_SWEEP, seed=12, price=2_000.0, volatility=0.014),
     }
-
-
-def documented_keys() -> dict[str, set[str]]:
-    """Keys per `## \\`name\\`` section of SWEEP_SCHEMA.md (first table column)."""
-    sections: dict[str, set[str]] = {}
-    current = None
-    for line in SCHEMA_DOC.read_text(encoding="utf-8").splitlines():
-        heading = re.match(r"^## `([a-z_]+)`", line)
-        if heading:
-            current = sections.setdefault(heading.group(1), set())
-            continue
-        row = re.match(r"^\| `([a-z_0-9]+)` \|", line)
-        if row and current is not None:
-            current.add(row.group(1))
-    return sections
 
 
 def stored_runs(db_url: str) -> list[Any]:
@@ -102,7 +88,7 @@ def test_run_sweep_keeps_symbol_order_and_one_run_per_symbol(local_sweep: SweepR
 
 def test_sweep_json_keys_match_the_documented_schema(sweep_files: ReportFiles) -> None:
     payload = json.loads(sweep_files.json.read_text(encoding="utf-8"))
-    documented = documented_keys()
+    documented = documented_keys(SCHEMA_DOC)
     objects = {
         "sweep": [payload],
         "compute": [payload["compute"]],
