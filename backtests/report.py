@@ -274,7 +274,7 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
         "period": _period(result.period_start, result.period_end, len(result.candles)),
         "settings": {
             "strategy": settings.strategy.model_dump(mode="json"),
-            "signal": settings.ml.signal.model_dump(mode="json"),
+            "decision": settings.decision.model_dump(mode="json"),
             "labels": settings.ml.labels.model_dump(mode="json"),
             "walk_forward": settings.ml.walk_forward.model_dump(mode="json"),
             "fee_sensitivity_bps": list(settings.backtest.fee_sensitivity_bps),

@@ -49,6 +49,7 @@ class ScoredModel:
 
     algorithm: ModelName
     model_id: str | None
+    horizon_bars: int
     proba_up: pd.Series
     predictions: pd.DataFrame
     folds: tuple[FoldResult, ...]
@@ -65,26 +66,32 @@ def score_walk_forward(
     settings: Settings,
     *,
     algorithms: Sequence[ModelName],
+    horizons: Sequence[int] = (),
     progress: FoldProgress | None = None,
 ) -> tuple[ScoredModel, ...]:
-    """Out-of-sample predictions of each algorithm over the same dataset and folds.
+    """Out-of-sample predictions of each algorithm at each label horizon over the same folds.
 
-    `progress(algorithm, done_folds, total_folds)` is called before the first fold and after
-    each one.
+    `horizons` defaults to `ml.labels.horizon_bars`. With several horizons the purge gap of
+    every run is the longest horizon, so all runs share the same test windows.
+    `progress(name, done_folds, total_folds)` is called before the first fold and after each.
     """
-    dataset = make_dataset(candles, settings.ml)
-    n_folds = len(
-        walk_forward_splits(
-            len(dataset.X), settings.ml.walk_forward, horizon_bars=settings.ml.labels.horizon_bars
-        )
-    )
+    horizons = tuple(horizons) or (settings.ml.labels.horizon_bars,)
+    gap = max(settings.ml.walk_forward.gap_bars, *horizons)
     scored = []
-    for algorithm in algorithms:
-        report = _fold_reporter(progress, algorithm, n_folds)
-        result = run_walk_forward(
-            dataset, settings.ml, algorithm=algorithm, compute=settings.compute, progress=report
+    for horizon in horizons:
+        ml = settings.ml_for_training(horizon_bars=horizon)
+        ml = ml.model_copy(
+            update={"walk_forward": ml.walk_forward.model_copy(update={"gap_bars": gap})}
         )
-        scored.append(_from_walk_forward(result, candles))
+        dataset = make_dataset(candles, ml)
+        n_folds = len(walk_forward_splits(len(dataset.X), ml.walk_forward, horizon_bars=horizon))
+        for algorithm in algorithms:
+            name = algorithm if len(horizons) == 1 else f"{algorithm} h={horizon}"
+            report = _fold_reporter(progress, name, n_folds)
+            result = run_walk_forward(
+                dataset, ml, algorithm=algorithm, compute=settings.compute, progress=report
+            )
+            scored.append(_from_walk_forward(result, candles, horizon_bars=horizon))
     return tuple(scored)
 
 
@@ -104,7 +111,9 @@ def _fold_reporter(
     return on_fold
 
 
-def _from_walk_forward(result: WalkForwardResult, candles: pd.DataFrame) -> ScoredModel:
+def _from_walk_forward(
+    result: WalkForwardResult, candles: pd.DataFrame, *, horizon_bars: int
+) -> ScoredModel:
     table = result.predictions
     predictions = pd.DataFrame(
         {
@@ -117,6 +126,7 @@ def _from_walk_forward(result: WalkForwardResult, candles: pd.DataFrame) -> Scor
     return ScoredModel(
         algorithm=result.algorithm,
         model_id=None,
+        horizon_bars=horizon_bars,
         proba_up=predictions[PROBA_COLUMN].reindex(candles.index),
         predictions=predictions,
         folds=result.folds,
@@ -174,6 +184,7 @@ def score_registry_model(
     return ScoredModel(
         algorithm=manifest.algorithm,
         model_id=manifest.model_id,
+        horizon_bars=_horizon(artifact),
         proba_up=proba,
         predictions=_registry_predictions(proba, dataset, threshold=manifest.threshold),
         folds=(),

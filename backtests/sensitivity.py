@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from backtests.metrics import trading_metrics
-from core.settings import SignalSettings, StrategySettings
-from ml.signals import signals_from_proba
+from core.settings import StrategySettings
 from strategy.costs import BPS
-from strategy.feeds import PROBA_COLUMN
 from strategy.runner import run_strategy
 from strategy.vectorized import simulate_signals
 
@@ -65,11 +65,12 @@ def fee_sensitivity(
     frame: pd.DataFrame,
     *,
     timeframe: str,
-    signal: SignalSettings,
+    side: npt.NDArray[np.int8],
+    size: npt.NDArray[np.float64],
     strategy: StrategySettings,
     fee_bps: Sequence[float],
 ) -> FeeSensitivity:
-    """Re-run the strategy on `frame` (candles + `proba_up`) at each fee per side in `fee_bps`.
+    """Re-run the same targets (`side`/`size`) on `frame` at each fee per side in `fee_bps`.
 
     Without stop rules the numpy twin replays the same fill rules as backtrader in
     milliseconds, and the break-even fee is found by bisection; with stop rules backtrader
@@ -78,7 +79,7 @@ def fee_sensitivity(
     levels = sorted({float(bps) for bps in fee_bps})
     twin = not uses_exit_rules(strategy)
     evaluate = _twin_evaluator if twin else _backtrader_evaluator
-    point_at = evaluate(frame, timeframe=timeframe, signal=signal, strategy=strategy)
+    point_at = evaluate(frame, timeframe=timeframe, side=side, size=size, strategy=strategy)
     points = tuple(point_at(bps) for bps in levels)
     refine = (lambda bps: point_at(bps).total_return) if twin else None
     break_even, status, note = _break_even(points, refine)
@@ -95,14 +96,18 @@ PointAt = Callable[[float], FeePoint]
 
 
 def _twin_evaluator(
-    frame: pd.DataFrame, *, timeframe: str, signal: SignalSettings, strategy: StrategySettings
+    frame: pd.DataFrame,
+    *,
+    timeframe: str,
+    side: npt.NDArray[np.int8],
+    size: npt.NDArray[np.float64],
+    strategy: StrategySettings,
 ) -> PointAt:
-    positions = signals_from_proba(frame[PROBA_COLUMN].to_numpy(dtype="float64"), signal)
-
     def point_at(bps: float) -> FeePoint:
         run = simulate_signals(
             frame,
-            positions,
+            side,
+            sizes=size,
             cash=strategy.cash,
             fee_rate=bps * BPS,
             slippage_bps=strategy.slippage_bps,
@@ -117,11 +122,16 @@ def _twin_evaluator(
 
 
 def _backtrader_evaluator(
-    frame: pd.DataFrame, *, timeframe: str, signal: SignalSettings, strategy: StrategySettings
+    frame: pd.DataFrame,
+    *,
+    timeframe: str,
+    side: npt.NDArray[np.int8],
+    size: npt.NDArray[np.float64],
+    strategy: StrategySettings,
 ) -> PointAt:
     def point_at(bps: float) -> FeePoint:
         costs = strategy.model_copy(update={"fee_rate": bps * BPS})
-        run = run_strategy(frame, timeframe=timeframe, signal=signal, strategy=costs)
+        run = run_strategy(frame, timeframe=timeframe, side=side, size=size, strategy=costs)
         metrics = trading_metrics(
             run.trades, run.equity, frame, timeframe=timeframe, fees_paid=run.fees_paid
         )
@@ -160,7 +170,12 @@ def _solve(low: FeePoint, high: FeePoint, refine: Callable[[float], float] | Non
 
 
 def engine_gap(
-    frame: pd.DataFrame, final_equity: float, *, signal: SignalSettings, strategy: StrategySettings
+    frame: pd.DataFrame,
+    final_equity: float,
+    *,
+    side: npt.NDArray[np.int8],
+    size: npt.NDArray[np.float64],
+    strategy: StrategySettings,
 ) -> float:
     """Relative gap between backtrader's final equity and the numpy twin's at the same costs.
 
@@ -169,10 +184,10 @@ def engine_gap(
     """
     if uses_exit_rules(strategy):
         return math.nan
-    positions = signals_from_proba(frame[PROBA_COLUMN].to_numpy(dtype="float64"), signal)
     twin = simulate_signals(
         frame,
-        positions,
+        side,
+        sizes=size,
         cash=strategy.cash,
         fee_rate=strategy.fee_rate,
         slippage_bps=strategy.slippage_bps,

@@ -20,7 +20,7 @@ from data.schema import index_to_epoch_ms
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
-from ml.signals import signal_from_proba
+from ml.decision import PolicyState, positions_from_proba
 from storage.db import session_scope
 from storage.records import NewPrediction, Outcome, StoredPrediction, encode_cursor
 from storage.repository import (
@@ -279,7 +279,10 @@ def predict_rows(
             )
             continue
         proba_up = float(value)
-        position = signal_from_proba(proba_up, deps.settings.ml.signal, position=position)
+        state = positions_from_proba(
+            [proba_up], deps.settings.decision.policy, state=PolicyState(side=position, size=1.0)
+        ).final_state
+        position = state.side
         candle_ms = int(open_ms[i])
         rows.append(
             NewPrediction(

@@ -173,6 +173,13 @@ class LabelSettings(_Section):
     deadband: float = Field(default=0.0, ge=0.0, lt=0.5)
     take_profit_atr: float = Field(default=2.0, gt=0.0)
     stop_loss_atr: float = Field(default=2.0, gt=0.0)
+    deadband_from_costs: bool = False
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> LabelSettings:
+        if self.deadband_from_costs and self.deadband > 0:
+            raise ValueError("set either deadband or deadband_from_costs, not both")
+        return self
 
 
 class WalkForwardSettings(_Section):
@@ -226,23 +233,6 @@ class CalibrationSettings(_Section):
     tune_threshold: bool = False
 
 
-class SignalSettings(_Section):
-    """Turning `proba_up` into a position; shared by the backtest and the bot."""
-
-    long_threshold: Probability = 0.55
-    exit_threshold: Probability = 0.50
-    short_threshold: Probability = 0.45
-    allow_short: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SignalSettings:
-        if not self.short_threshold <= self.exit_threshold <= self.long_threshold:
-            raise ValueError(
-                "thresholds must satisfy short_threshold <= exit_threshold <= long_threshold"
-            )
-        return self
-
-
 class MLSettings(_Section):
     """Everything the ML core needs."""
 
@@ -254,8 +244,18 @@ class MLSettings(_Section):
     model: ModelSettings = ModelSettings()
     tuning: TuningSettings = TuningSettings()
     calibration: CalibrationSettings = CalibrationSettings()
-    signal: SignalSettings = SignalSettings()
     registry_dir: Path = Path("var/models")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _signal_moved(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "signal" in data:
+            raise ValueError(
+                "ml.signal was replaced by decision.policy: long_threshold -> entry_threshold, "
+                "exit_threshold -> exit_threshold, short_threshold -> short_entry_threshold, "
+                "allow_short -> allow_short; set decision.mode: fixed to trade exactly that rule"
+            )
+        return data
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> MLSettings:
@@ -266,6 +266,85 @@ class MLSettings(_Section):
                 "overlap the test window"
             )
         return self
+
+
+# --------------------------------------------------------------------------- decision
+class DecisionPolicy(_Section):
+    """How `proba_up` becomes a position: one policy for the backtest, the bot and the API.
+
+    Long: enter at `proba_up >= entry_threshold`, leave at `proba_up < exit_threshold`
+    (hysteresis). Short (only with `allow_short`): enter at `proba_up <= short_entry_threshold`,
+    leave at `proba_up > short_exit_threshold`. A position is held at least `min_hold_bars`
+    candles; after an exit the policy stays flat at least `cooldown_bars` candles. `sizing`
+    "fixed" trades the whole `strategy.position_fraction`; "proba" trades the fraction
+    `min(1, edge_scale * |2 * proba_up - 1|)` of it, fixed at entry. `stay_flat` never trades
+    (what the nested search picks when no rule has enough evidence).
+    """
+
+    entry_threshold: Probability = 0.55
+    exit_threshold: Probability = 0.50
+    min_hold_bars: int = Field(default=0, ge=0)
+    cooldown_bars: int = Field(default=0, ge=0)
+    sizing: Literal["fixed", "proba"] = "fixed"
+    edge_scale: float = Field(default=5.0, gt=0.0)
+    allow_short: bool = False
+    short_entry_threshold: Probability = 0.45
+    short_exit_threshold: Probability = 0.50
+    stay_flat: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DecisionPolicy:
+        if self.exit_threshold > self.entry_threshold:
+            raise ValueError("exit_threshold must be <= entry_threshold")
+        if self.short_entry_threshold > self.short_exit_threshold:
+            raise ValueError("short_entry_threshold must be <= short_exit_threshold")
+        if self.allow_short and self.short_entry_threshold >= self.entry_threshold:
+            raise ValueError("short_entry_threshold must be below entry_threshold")
+        return self
+
+
+class PolicyGridSettings(_Section):
+    """Candidate policies of the nested search: every combination (exit above entry skipped).
+
+    Short candidates mirror the long thresholds (short entry = 1 - entry, short exit =
+    1 - exit) when `allow_short` lists true. "Stay flat" is always a candidate as well.
+    """
+
+    entry_threshold: tuple[Probability, ...] = (0.52, 0.55, 0.60)
+    exit_threshold: tuple[Probability, ...] = (0.50, 0.45)
+    min_hold_bars: tuple[Annotated[int, Field(ge=0)], ...] = (0, 12, 48)
+    cooldown_bars: tuple[Annotated[int, Field(ge=0)], ...] = (0, 24)
+    sizing: tuple[Literal["fixed", "proba"], ...] = ("fixed",)
+    allow_short: tuple[bool, ...] = (False,)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> PolicyGridSettings:
+        for name in type(self).model_fields:
+            if not getattr(self, name):
+                raise ValueError(f"{name} must list at least one value")
+        return self
+
+
+class DecisionSettings(_Section):
+    """The decision layer: a fixed policy, or one chosen nested per walk-forward fold."""
+
+    mode: Literal["auto", "fixed"] = "auto"
+    policy: DecisionPolicy = DecisionPolicy()
+    grid: PolicyGridSettings = PolicyGridSettings()
+    objective: Literal["log_growth", "sharpe", "sortino"] = "log_growth"
+    min_trades: int = Field(default=5, ge=0)
+    min_t_stat: float = Field(default=1.0, ge=0.0)
+    selection_bars: int | None = Field(default=None, ge=10)
+    live_policy: Literal["manifest", "config"] = "manifest"
+    pbo_blocks: int = Field(default=16, ge=2)
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+
+    @field_validator("pbo_blocks")
+    @classmethod
+    def _even_blocks(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("pbo_blocks must be even (half the blocks are in-sample)")
+        return value
 
 
 # --------------------------------------------------------------------------- strategy / backtest
@@ -301,6 +380,7 @@ class BacktestSettings(_Section):
     end: UtcDatetime | None = None
     reports_dir: Path = Path("var/reports")
     fee_sensitivity_bps: tuple[float, ...] = (0, 2, 5, 10, 15, 20, 25, 30)
+    horizons: tuple[Annotated[int, Field(ge=1)], ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> BacktestSettings:
@@ -413,6 +493,7 @@ class Settings(_Section):
     data: DataSettings = DataSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     ml: MLSettings = MLSettings()
+    decision: DecisionSettings = DecisionSettings()
     strategy: StrategySettings = StrategySettings()
     backtest: BacktestSettings = BacktestSettings()
     bot: BotSettings = BotSettings()
@@ -421,6 +502,27 @@ class Settings(_Section):
     compute: ComputeSettings = ComputeSettings()
     logging: LoggingSettings = LoggingSettings()
     secrets: Secrets = Secrets()
+
+    def ml_for_training(self, *, horizon_bars: int | None = None) -> MLSettings:
+        """`ml` as the datasets need it: the label horizon (default: `ml.labels.horizon_bars`)
+        and, with `labels.deadband_from_costs`, a dead-band equal to the round-trip cost
+        (fee and slippage on both sides), so only moves that could pay for a trade train.
+        The purge gap grows to the horizon when it is shorter."""
+        labels = self.ml.labels
+        update: dict[str, Any] = {}
+        if horizon_bars is not None:
+            update["horizon_bars"] = horizon_bars
+        if labels.deadband_from_costs:
+            one_side = self.strategy.fee_rate + self.strategy.slippage_bps / 10_000
+            update["deadband"] = 2 * one_side
+            update["deadband_from_costs"] = False
+        if not update:
+            return self.ml
+        new_labels = labels.model_copy(update=update)
+        walk_forward = self.ml.walk_forward
+        if walk_forward.gap_bars < new_labels.horizon_bars:
+            walk_forward = walk_forward.model_copy(update={"gap_bars": new_labels.horizon_bars})
+        return self.ml.model_copy(update={"labels": new_labels, "walk_forward": walk_forward})
 
 
 def require_settings(obj: object) -> Settings:

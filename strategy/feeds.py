@@ -1,4 +1,4 @@
-"""`PredictionFeed`: candles plus precomputed `proba_up` (and an optional `atr`) as lines."""
+"""`PredictionFeed`: candles plus the policy's precomputed target positions (and `atr`) as lines."""
 
 from __future__ import annotations
 
@@ -16,21 +16,25 @@ from data.schema import OHLCV_COLUMNS, validate_ohlcv
 logger = logging.getLogger(__name__)
 
 PROBA_COLUMN = "proba_up"
+SIDE_COLUMN = "target_side"
+SIZE_COLUMN = "target_size"
 ATR_COLUMN = "atr"
 _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
 
 
 class PredictionFeed(bt.feeds.PandasData):
-    """`PandasData` with the extra lines `proba_up` (NaN = no prediction) and `atr`.
+    """`PandasData` with the extra lines `target_side` (-1/0/1), `target_size` and `atr`.
+
+    The targets come from `ml.decision.positions_from_proba` (decided at each candle's close).
 
     Same column mapping as `PandasData`, but `_load` reads rows from plain Python lists built
     once in `start()` instead of `DataFrame.iloc` per field per bar: identical values, about
     twice the bars/s (NOTES.md, "Performance facts").
     """
 
-    lines: Any = (PROBA_COLUMN, ATR_COLUMN)
-    params: Any = ((PROBA_COLUMN, -1), (ATR_COLUMN, -1))
+    lines: Any = (SIDE_COLUMN, SIZE_COLUMN, ATR_COLUMN)
+    params: Any = ((SIDE_COLUMN, -1), (SIZE_COLUMN, -1), (ATR_COLUMN, -1))
 
     def start(self) -> None:
         """Resolve the column mapping, then convert each mapped column to a list once."""
@@ -72,16 +76,17 @@ def backtrader_timeframe(timeframe: str) -> tuple[int, int]:
 
 
 def make_prediction_feed(frame: pd.DataFrame, *, timeframe: str) -> PredictionFeed:
-    """A validated `PredictionFeed` over candles with a `proba_up` column (and optional `atr`).
+    """A validated `PredictionFeed` over candles with target columns (and optional `atr`).
 
     Args:
-        frame: canonical candles (UTC open-time index) plus `proba_up` in [0, 1] or NaN
-            (NaN = no prediction, the strategy stays flat); `atr` if ATR exit rules are used.
+        frame: canonical candles (UTC open-time index) plus `target_side` (-1, 0 or 1) and
+            `target_size` in [0, 1] (fraction of `strategy.position_fraction`); `atr` if ATR
+            exit rules are used.
         timeframe: the candle timeframe ("1m" ... "1d"); sets backtrader's bar size, which
             otherwise defaults to daily bars.
 
     Raises:
-        DataValidationError: candles break the schema, or `proba_up`/`atr` is missing or invalid.
+        DataValidationError: candles break the schema, or a target/`atr` column is invalid.
     """
     prepared = prepare_prediction_frame(frame, timeframe=timeframe)
     bt_timeframe, compression = backtrader_timeframe(timeframe)
@@ -95,21 +100,29 @@ def make_prediction_feed(frame: pd.DataFrame, *, timeframe: str) -> PredictionFe
 
 
 def prepare_prediction_frame(frame: pd.DataFrame, *, timeframe: str) -> pd.DataFrame:
-    """Canonical candles plus float `proba_up` (and `atr` when present), checked.
+    """Canonical candles plus float target columns (and `atr` when present), checked.
 
     Raises:
         DataValidationError: see `make_prediction_feed`.
     """
-    if PROBA_COLUMN not in frame.columns:
+    missing = [c for c in (SIDE_COLUMN, SIZE_COLUMN) if c not in frame.columns]
+    if missing:
         raise DataValidationError(
-            f"the backtest frame has no {PROBA_COLUMN!r} column (columns: {list(frame.columns)}); "
-            "join the out-of-sample predictions to the candles first"
+            f"the backtest frame has no {missing} column(s) (columns: {list(frame.columns)}); "
+            "add the policy's targets (ml.decision.positions_from_proba) to the candles first"
         )
     if len(frame) < 2:
         raise DataValidationError(f"a backtest needs at least 2 candles, got {len(frame)}")
     candles = validate_ohlcv(frame[list(OHLCV_COLUMNS)], timeframe=timeframe)
     out = candles.copy()
-    out[PROBA_COLUMN] = _checked_column(frame, PROBA_COLUMN, low=0.0, high=1.0)
+    side = _checked_column(frame, SIDE_COLUMN, low=-1.0, high=1.0)
+    if not np.isin(side, (-1.0, 0.0, 1.0)).all():
+        bad = np.flatnonzero(~np.isin(side, (-1.0, 0.0, 1.0)))[0]
+        raise DataValidationError(
+            f"{SIDE_COLUMN} must be -1, 0 or 1; got {side[bad]!r} at {frame.index[bad]}"
+        )
+    out[SIDE_COLUMN] = side
+    out[SIZE_COLUMN] = _checked_column(frame, SIZE_COLUMN, low=0.0, high=1.0)
     if ATR_COLUMN in frame.columns:
         out[ATR_COLUMN] = _checked_column(frame, ATR_COLUMN, low=0.0, high=np.inf)
     return out

@@ -1,4 +1,4 @@
-"""`MLSignalStrategy`: the precomputed `proba_up` line -> `ml.signals` -> backtrader orders."""
+"""`MLSignalStrategy`: the decision policy's precomputed target lines -> backtrader orders."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any, Literal
 import backtrader as bt
 
 from core.errors import ConfigError
-from core.settings import ExitRuleSettings, SignalSettings
+from core.settings import ExitRuleSettings
 from core.types import Signal
-from ml.signals import signal_from_proba
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +67,20 @@ def check_exit_rules(stop_loss: ExitRuleSettings, take_profit: ExitRuleSettings)
 
 
 class MLSignalStrategy(bt.Strategy):
-    """Trade the position that `signal_from_proba` derives from the `proba_up` line.
+    """Trade the targets that `ml.decision.positions_from_proba` decided (`target_side/size`).
 
-    At the close of candle t the target position comes from `proba_up[t]` and the position
-    actually held (hysteresis lives in `ml.signals`, shared with the live bot); market orders
-    fill at the open of t+1 (backtrader's default, no cheat-on-open/close). An entry buys or
-    sells `position_fraction * equity / close[t]` units; a reversal closes first, then opens.
+    At the close of candle t the target is read from the lines (the policy, its hysteresis,
+    holding time and cooldown live in `ml.decision`, shared with the bot and the API); market
+    orders fill at the open of t+1 (backtrader's default, no cheat-on-open/close). An entry
+    buys or sells `target_size * position_fraction * equity / close[t]` units; a reversal
+    closes first, then opens. An entry refused for lack of cash is retried while the target
+    holds.
     Stop-loss (Stop order) and take-profit (Limit order, one-cancels-other) are placed when
     the entry fills and are live from the next candle on; if both prices lie inside one candle
     the stop is assumed hit first (pessimistic). Nothing here calls a model.
     """
 
     params: Any = (
-        ("signal", SignalSettings()),
         ("position_fraction", 0.95),
         ("stop_loss", ExitRuleSettings()),
         ("take_profit", ExitRuleSettings()),
@@ -92,7 +92,8 @@ class MLSignalStrategy(bt.Strategy):
             raise ConfigError(
                 f"position_fraction must be in (0, 1) so fees fit, got {self.p.position_fraction}"
             )
-        self._proba = self.data.proba_up
+        self._side = self.data.target_side
+        self._size = self.data.target_size
         self._atr = self.data.atr
         self._bar = -1
         self.equity: list[float] = []
@@ -106,7 +107,7 @@ class MLSignalStrategy(bt.Strategy):
         self._roles: dict[int, tuple[str, ExitReason]] = {}
         self._exit_orders: list[bt.Order] = []
         self._entry_atr = math.nan
-        self._target: Signal = 0
+        self._stopped_side: Signal = 0
 
     def start(self) -> None:
         """Cache the broker and the position object (both are stable during a run)."""
@@ -118,10 +119,11 @@ class MLSignalStrategy(bt.Strategy):
         self._bar += 1
         size = self._position.size
         held: Signal = 1 if size > 0 else (-1 if size < 0 else 0)
-        # Hysteresis runs on the previous TARGET, as in the bot and the numpy twin: an entry
-        # refused for lack of cash is retried while the signal holds, not silently dropped.
-        target = signal_from_proba(self._proba[0], self.p.signal, position=self._target)
-        self._target = target
+        target: Signal = int(self._side[0])  # type: ignore[assignment]
+        if target != self._stopped_side:
+            self._stopped_side = 0
+        elif target != 0:  # a stopped-out side is re-entered only on a fresh entry signal
+            target = 0
         if target != held:
             self._rebalance(held, target)
         self.equity.append(self._broker.getvalue())
@@ -134,7 +136,8 @@ class MLSignalStrategy(bt.Strategy):
             self._exit_orders = []
             self._submit(-held, abs(self._position.size), role="exit", reason="signal")
         if target != 0:
-            size = self.p.position_fraction * self._broker.getvalue() / self.data.close[0]
+            fraction = self.p.position_fraction * self._size[0]
+            size = fraction * self._broker.getvalue() / self.data.close[0]
             if size > 0:
                 self._entry_atr = self._atr[0]
                 self._submit(target, size, role="entry", reason="signal")
@@ -192,7 +195,7 @@ class MLSignalStrategy(bt.Strategy):
         trade_or_none.exit_fee = executed.comm
         trade_or_none.exit_reason = reason
         if reason in ("stop_loss", "take_profit"):
-            self._target = 0  # a stopped-out trade is re-entered only on a fresh entry signal
+            self._stopped_side = trade_or_none.side
         self.trades.append(trade_or_none)
         self.open_trade = None
         self._exit_orders = []

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import backtrader as bt
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from core.errors import ConfigError
-from core.settings import SignalSettings, StrategySettings
+from core.settings import StrategySettings
 from strategy.costs import configure_broker
-from strategy.feeds import ATR_COLUMN, make_prediction_feed
+from strategy.feeds import ATR_COLUMN, SIDE_COLUMN, SIZE_COLUMN, make_prediction_feed
 from strategy.ml_signal import MLSignalStrategy, TradeRecord, check_exit_rules
 from strategy.trades import empty_trades
 
@@ -49,13 +50,17 @@ def run_strategy(
     frame: pd.DataFrame,
     *,
     timeframe: str,
-    signal: SignalSettings,
+    side: npt.ArrayLike,
+    size: npt.ArrayLike | None = None,
     strategy: StrategySettings,
 ) -> StrategyRun:
-    """Backtest `MLSignalStrategy` on candles with precomputed `proba_up` (see `PredictionFeed`).
+    """Backtest `MLSignalStrategy` on candles with the policy's target positions.
+
+    `side[t]` (-1/0/1) and `size[t]` (fraction of `position_fraction`, default 1) are the
+    targets decided at the close of candle t, e.g. from `ml.decision.positions_from_proba`.
 
     Raises:
-        DataValidationError: the frame breaks the candle schema or `proba_up` is invalid.
+        DataValidationError: the frame breaks the candle schema or a target is invalid.
         ConfigError: an ATR exit rule without an `atr` column, or an impossible exit rule.
     """
     uses_atr = "atr" in (strategy.stop_loss.kind, strategy.take_profit.kind)
@@ -65,13 +70,18 @@ def run_strategy(
             "frame; add one with strategy.feeds.add_atr(candles, window=...)"
         )
     check_exit_rules(strategy.stop_loss, strategy.take_profit)
-    feed = make_prediction_feed(frame, timeframe=timeframe)
+    targets = frame.assign(
+        **{
+            SIDE_COLUMN: np.asarray(side, dtype="float64"),
+            SIZE_COLUMN: np.ones(len(frame)) if size is None else np.asarray(size, "float64"),
+        }
+    )
+    feed = make_prediction_feed(targets, timeframe=timeframe)
     cerebro = bt.Cerebro(stdstats=False)  # observers cost ~15 %; equity is recorded in next()
     cerebro.adddata(feed)
     configure_broker(cerebro, strategy)
     cerebro.addstrategy(
         MLSignalStrategy,
-        signal=signal,
         position_fraction=strategy.position_fraction,
         stop_loss=strategy.stop_loss,
         take_profit=strategy.take_profit,

@@ -67,6 +67,7 @@ def simulate_signals(
     frame: pd.DataFrame,
     positions: npt.ArrayLike,
     *,
+    sizes: npt.ArrayLike | None = None,
     cash: float,
     fee_rate: float,
     slippage_bps: float,
@@ -75,10 +76,12 @@ def simulate_signals(
 ) -> VectorRun:
     """Re-compute a backtest from target positions with the fill rules of `MLSignalStrategy`.
 
-    `positions[t]` (-1, 0, 1) is the target decided at the close of candle t, e.g.
-    `ml.signals.signals_from_proba(proba_up, cfg)`. A change is traded at the open of t+1
-    (see `FillTiming` for the alternatives used by tests): close the held units, then open
-    `position_fraction * equity / close` units, both taken at the last close before the fill. Prices
+    `positions[t]` (-1, 0, 1) is the target decided at the close of candle t and `sizes[t]`
+    the traded fraction of `position_fraction` (default 1), e.g. from
+    `ml.decision.positions_from_proba`. A change of side is traded at the open of t+1 (see
+    `FillTiming` for the alternatives used by tests): close the held units, then open
+    `size * position_fraction * equity / close` units, both taken at the last close before
+    the fill. Prices
     slip by `slippage_bps` against the trader, capped at the candle's high/low; fees are
     `fee_rate` of traded value per side. Like backtrader (as `configure_broker` sets it up), an
     entry is refused when the cash left after it at the fill price, fees included, would be
@@ -91,6 +94,11 @@ def simulate_signals(
         ConfigError: non-positive cash or a position fraction outside (0, 1].
     """
     target = _checked_positions(frame, positions)
+    scale = np.ones(len(target)) if sizes is None else np.asarray(sizes, dtype="float64")
+    if scale.shape != target.shape or not ((scale >= 0) & (scale <= 1)).all():
+        raise DataValidationError(
+            f"sizes must be one value in [0, 1] per candle (got shape {scale.shape})"
+        )
     if cash <= 0 or not 0 < position_fraction <= 1:
         raise ConfigError(
             f"need cash > 0 and 0 < position_fraction <= 1, got {cash} and {position_fraction}"
@@ -117,7 +125,7 @@ def simulate_signals(
         reference = close[t - 1] if fill == "open" else close[t]
         equity[filled_to:bar] = book.cash + book.units * close[filled_to:bar]
         units[filled_to:bar] = book.units
-        orders = _orders(book, held, int(target[t]), position_fraction, reference)
+        orders = _orders(book, held, int(target[t]), position_fraction * scale[t], reference)
         _fill_orders(
             book,
             orders,
@@ -145,7 +153,7 @@ def _checked_positions(frame: pd.DataFrame, positions: npt.ArrayLike) -> npt.NDA
     if len(bad):
         raise DataValidationError(
             f"positions must be -1, 0 or 1; got {values[bad[0]]!r} at {frame.index[bad[0]]} "
-            "(map NaN probabilities to 0 with ml.signals.signals_from_proba)"
+            "(turn probabilities into targets with ml.decision.positions_from_proba)"
         )
     return values.astype("int64")
 

@@ -1,0 +1,281 @@
+"""The selection-aware verdict: Deflated Sharpe, PBO, risk vs buy-and-hold, gross vs net."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from ml.overfitting import (
+    BacktestOverfitting,
+    DeflatedSharpe,
+    SharpeDifference,
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    sharpe_difference,
+    sharpe_ratio,
+)
+
+from backtests.decisions import DecisionOutcome
+from backtests.metrics import buy_and_hold_metrics, trading_metrics
+from core.settings import Settings
+from core.timeframes import timeframe_to_ms
+from strategy.runner import StrategyRun
+from strategy.vectorized import simulate_signals
+
+logger = logging.getLogger(__name__)
+
+_DAY_MS = 86_400_000
+_SIGNIFICANT = 0.95  # DSR probability needed to call a Sharpe ratio "unlikely to be luck"
+
+
+@dataclass(frozen=True, slots=True)
+class FoldDecision:
+    """One test window: the candidate it traded and what that earned, gross and net."""
+
+    fold: int
+    start: pd.Timestamp
+    end: pd.Timestamp
+    candidate: str
+    reason: str
+    gross_return: float
+    net_return: float
+    buy_and_hold_return: float
+    n_trades: int
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionStats:
+    """What the search is worth once the search itself is accounted for.
+
+    Attributes:
+        deflated: Deflated Sharpe Ratio of the traded path's per-candle returns, deflated by
+            every candidate tried (with one candidate: the Probabilistic Sharpe Ratio).
+        overfitting: PBO by CSCV over the candidates' per-candle net returns (None with a
+            single candidate or too few candles).
+        sharpe_vs_buy_and_hold: block-bootstrap CI of per-candle Sharpe(strategy) - Sharpe(B&H).
+        folds: per test window: chosen candidate, gross and net return, buy-and-hold.
+        hindsight: every candidate over the WHOLE tested period (chosen with hindsight: a
+            picture of the search space, never the result).
+        gross_return: the traded path without fees and slippage.
+        trades_per_day: closed and open trades per calendar day of the tested period.
+        verdict: plain-words lines; the first answers "does it beat buy-and-hold after
+            costs, risk-adjusted, and how likely is that luck?".
+    """
+
+    deflated: DeflatedSharpe
+    overfitting: BacktestOverfitting | None
+    sharpe_vs_buy_and_hold: SharpeDifference
+    folds: tuple[FoldDecision, ...]
+    hindsight: pd.DataFrame
+    gross_return: float
+    trades_per_day: float
+    verdict: tuple[str, ...]
+
+
+def selection_stats(
+    decision: DecisionOutcome,
+    run: StrategyRun,
+    tested: pd.DataFrame,
+    buy_and_hold: pd.Series,
+    settings: Settings,
+    *,
+    timeframe: str,
+) -> SelectionStats:
+    """The verdict statistics of a traded decision path (see `SelectionStats`)."""
+    returns = run.equity.pct_change().fillna(run.equity.iloc[0] / settings.strategy.cash - 1)
+    bh_returns = buy_and_hold.pct_change().fillna(0.0)
+    candidate_simple = np.expm1(decision.returns.log_net)
+    sharpes = np.array([sharpe_ratio(candidate_simple[:, i]) for i in range(decision.n_trials)])
+    deflated = deflated_sharpe_ratio(
+        returns.to_numpy(),
+        n_trials=decision.n_trials,
+        sharpe_variance=float(np.var(sharpes, ddof=1)) if decision.n_trials > 1 else 0.0,
+    )
+    blocks = settings.decision.pbo_blocks
+    overfitting = None
+    if decision.n_trials > 1 and len(candidate_simple) >= 4 * blocks:
+        overfitting = probability_of_backtest_overfitting(candidate_simple, n_blocks=blocks)
+    bars_per_day = max(1, _DAY_MS // timeframe_to_ms(timeframe))
+    versus = sharpe_difference(
+        returns.to_numpy(),
+        bh_returns.to_numpy(),
+        block_bars=bars_per_day,
+        n_resamples=settings.decision.bootstrap_resamples,
+        seed=settings.ml.seed,
+    )
+    gross = _gross_equity(decision, tested, settings)
+    folds = _fold_decisions(decision, run.equity, gross, buy_and_hold, run.trades)
+    days = max(len(run.equity) / bars_per_day, 1e-9)
+    stats = SelectionStats(
+        deflated=deflated,
+        overfitting=overfitting,
+        sharpe_vs_buy_and_hold=versus,
+        folds=folds,
+        hindsight=hindsight_grid(decision, sharpes),
+        gross_return=float(gross.iloc[-1] / settings.strategy.cash - 1),
+        trades_per_day=len(run.trades) / days,
+        verdict=(),
+    )
+    lines = verdict_words(stats, run, tested, settings, timeframe=timeframe, mode=decision.mode)
+    return _with_verdict(stats, lines)
+
+
+def _with_verdict(stats: SelectionStats, lines: tuple[str, ...]) -> SelectionStats:
+    return SelectionStats(
+        stats.deflated,
+        stats.overfitting,
+        stats.sharpe_vs_buy_and_hold,
+        stats.folds,
+        stats.hindsight,
+        stats.gross_return,
+        stats.trades_per_day,
+        lines,
+    )
+
+
+def _gross_equity(decision: DecisionOutcome, tested: pd.DataFrame, settings: Settings) -> pd.Series:
+    """Equity of the same targets without fees or slippage (numpy twin)."""
+    twin = simulate_signals(
+        tested,
+        decision.side,
+        sizes=decision.size,
+        cash=settings.strategy.cash,
+        fee_rate=0.0,
+        slippage_bps=0.0,
+        position_fraction=settings.strategy.position_fraction,
+    )
+    return twin.equity
+
+
+def verdict_words(
+    stats: SelectionStats,
+    run: StrategyRun,
+    tested: pd.DataFrame,
+    settings: Settings,
+    *,
+    timeframe: str,
+    mode: str,
+) -> tuple[str, ...]:
+    """Plain-words verdict; the first line answers the user's question."""
+    cash = settings.strategy.cash
+    mine = trading_metrics(run.trades, run.equity, tested, timeframe=timeframe)
+    bh = buy_and_hold_metrics(tested, cash=cash, timeframe=timeframe)
+    beats_return = mine.total_return > bh.total_return
+    beats_risk = _finite(mine.sharpe) > _finite(bh.sharpe)
+    versus = stats.sharpe_vs_buy_and_hold
+    luck = 1 - stats.deflated.probability
+    if beats_return and beats_risk:
+        head = "BEATS buy-and-hold after costs, on return and risk-adjusted (Sharpe)"
+    elif beats_risk:
+        head = "beats buy-and-hold risk-adjusted (Sharpe) but NOT on total return after costs"
+    elif beats_return:
+        head = "beats buy-and-hold on total return but NOT risk-adjusted (Sharpe)"
+    else:
+        head = "does NOT beat buy-and-hold after costs (neither return nor Sharpe)"
+    first = (
+        f"The {mode} strategy {head}: {mine.total_return:+.1%} vs {bh.total_return:+.1%}, "
+        f"Sharpe {mine.sharpe:.2f} vs {bh.sharpe:.2f}; the chance that its Sharpe is no better "
+        f"than luck after {stats.deflated.n_trials} candidate(s) is {luck:.0%} (DSR "
+        f"{stats.deflated.probability:.2f})."
+    )
+    lines = [first]
+    lines.append(
+        f"Per-candle Sharpe difference vs buy-and-hold {versus.difference:+.4f}, "
+        f"{versus.confidence:.0%} block-bootstrap CI [{versus.low:+.4f}, {versus.high:+.4f}]"
+        + (
+            " (excludes 0)"
+            if versus.low > 0 or versus.high < 0
+            else " (includes 0: no clear difference)"
+        )
+    )
+    if stats.overfitting is not None:
+        pbo = stats.overfitting.probability
+        lines.append(
+            f"Probability of backtest overfitting {pbo:.0%} over {stats.overfitting.n_candidates} "
+            f"candidates ({stats.overfitting.n_combinations} CSCV splits): "
+            + (
+                "the in-sample best is usually below median out of sample"
+                if pbo > 0.5
+                else "the in-sample best usually stays above median out of sample"
+            )
+        )
+    significant = stats.deflated.probability >= _SIGNIFICANT
+    lines.append(
+        "The Sharpe ratio is unlikely to be selection luck (DSR >= 0.95)."
+        if significant
+        else "Not significant: the result is compatible with luck once the search is counted."
+    )
+    lines.append(
+        f"Gross (no costs) {stats.gross_return:+.1%}, net {mine.total_return:+.1%}; "
+        f"{len(run.trades)} trades, {stats.trades_per_day:.2f} per day, "
+        f"exposure {mine.exposure:.0%}."
+    )
+    return tuple(lines)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
+def hindsight_grid(decision: DecisionOutcome, sharpes: np.ndarray) -> pd.DataFrame:
+    """Every candidate's whole-period result (HINDSIGHT: for the picture, never the result)."""
+    rows = []
+    log_net = decision.returns.log_net.sum(axis=0)
+    log_gross = decision.returns.log_gross.sum(axis=0)
+    trades = decision.returns.entries.sum(axis=0)
+    for i, candidate in enumerate(decision.candidates):
+        policy = candidate.policy
+        rows.append(
+            {
+                "candidate": candidate.label,
+                "stream": candidate.stream,
+                "entry_threshold": math.nan if policy.stay_flat else policy.entry_threshold,
+                "exit_threshold": math.nan if policy.stay_flat else policy.exit_threshold,
+                "min_hold_bars": policy.min_hold_bars,
+                "cooldown_bars": policy.cooldown_bars,
+                "sizing": policy.sizing,
+                "net_return": float(np.expm1(log_net[i])),
+                "gross_return": float(np.expm1(log_gross[i])),
+                "n_trades": int(trades[i]),
+                "sharpe": float(sharpes[i]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fold_decisions(
+    decision: DecisionOutcome,
+    equity: pd.Series,
+    gross: pd.Series,
+    buy_and_hold: pd.Series,
+    trades: pd.DataFrame,
+) -> tuple[FoldDecision, ...]:
+    out = []
+    index = equity.index
+    for choice in decision.choices:
+        if choice.stop <= choice.start:
+            continue
+        first, last = choice.start, choice.stop - 1
+
+        def change(series: pd.Series, first: int = first, last: int = last) -> float:
+            before = series.iloc[first - 1] if first > 0 else series.iloc[0]
+            return float(series.iloc[last] / before - 1)
+
+        entered = trades["entry_time"].between(index[first], index[last])
+        out.append(
+            FoldDecision(
+                fold=choice.fold,
+                start=pd.Timestamp(index[first]),
+                end=pd.Timestamp(index[last]),
+                candidate=decision.chosen(choice).label,
+                reason=choice.reason,
+                gross_return=change(gross),
+                net_return=change(equity),
+                buy_and_hold_return=change(buy_and_hold),
+                n_trades=int(entered.sum()),
+            )
+        )
+    return tuple(out)

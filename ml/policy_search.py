@@ -1,0 +1,273 @@
+"""Nested choice of a decision policy: candidates scored net of costs only on earlier data.
+
+For every walk-forward test window, each candidate (a probability stream, e.g. one model at one
+label horizon, with one policy from the grid) is scored on the out-of-sample predictions that
+came strictly BEFORE the window (the earlier folds' test windows, optionally only the last
+`selection_bars` of them). The best candidate that passes the evidence rule (enough trades, a
+t-statistic of its net per-candle returns above `min_t_stat`, and a better objective than staying
+flat) trades the window; otherwise the window stays flat. The first window has no earlier
+out-of-sample predictions and therefore stays flat. Nothing of the window itself (prices,
+labels, probabilities) reaches its own choice.
+
+Candidates are scored with a vectorised return model of the fill rules (target decided at the
+close of t, traded at the open of t+1, fee and slippage per side on the traded exposure). It
+rebalances the exposure every candle instead of holding fixed units, a second-order difference
+that is fine for ranking; the chosen path itself is then run by backtrader and the exact numpy
+twin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
+
+logger = logging.getLogger(__name__)
+
+FLAT_POLICY = DecisionPolicy(stay_flat=True)
+FloatMatrix = npt.NDArray[np.float64]
+
+
+def policy_grid(grid: PolicyGridSettings) -> list[DecisionPolicy]:
+    """Every policy of the grid ("stay flat" first); exit thresholds above the entry are skipped.
+
+    >>> grid = PolicyGridSettings(entry_threshold=(0.55,), exit_threshold=(0.5, 0.6),
+    ...                           min_hold_bars=(0,), cooldown_bars=(0,))
+    >>> [p.stay_flat for p in policy_grid(grid)]
+    [True, False]
+    """
+    policies = [FLAT_POLICY]
+    combos = itertools.product(
+        grid.entry_threshold,
+        grid.exit_threshold,
+        grid.min_hold_bars,
+        grid.cooldown_bars,
+        grid.sizing,
+        grid.allow_short,
+    )
+    for entry, exit_, hold, cooldown, sizing, short in combos:
+        if exit_ > entry or (short and 1 - entry >= entry):
+            continue
+        policies.append(
+            DecisionPolicy(
+                entry_threshold=entry,
+                exit_threshold=exit_,
+                min_hold_bars=hold,
+                cooldown_bars=cooldown,
+                sizing=sizing,
+                allow_short=short,
+                short_entry_threshold=round(1 - entry, 10),
+                short_exit_threshold=round(1 - exit_, 10),
+            )
+        )
+    return policies
+
+
+def describe_policy(policy: DecisionPolicy) -> str:
+    """A short human label.
+
+    >>> describe_policy(DecisionPolicy(min_hold_bars=12))
+    'long >=0.55 exit <0.5 hold 12 cool 0 fixed'
+    """
+    if policy.stay_flat:
+        return "stay flat"
+    text = (
+        f"long >={policy.entry_threshold:g} exit <{policy.exit_threshold:g} "
+        f"hold {policy.min_hold_bars} cool {policy.cooldown_bars} {policy.sizing}"
+    )
+    if policy.allow_short:
+        text += f" short <={policy.short_entry_threshold:g}"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateReturns:
+    """Per-candle results of N candidates over T candles (rows = candles, columns = candidates).
+
+    Attributes:
+        log_net: log growth of equity in each candle, after fees and slippage.
+        log_gross: the same before costs.
+        entries: True where a candidate decides a new position (a trade starts).
+        exposure: signed fraction of equity targeted at each close.
+    """
+
+    log_net: FloatMatrix
+    log_gross: FloatMatrix
+    entries: npt.NDArray[np.bool_]
+    exposure: FloatMatrix
+
+
+def candidate_returns(
+    side: npt.NDArray[np.int8],
+    size: FloatMatrix,
+    *,
+    open_: npt.NDArray[np.float64],
+    close: npt.NDArray[np.float64],
+    position_fraction: float,
+    cost_per_side: float,
+) -> CandidateReturns:
+    """The return model of the search for targets `side`/`size` of shape (T, N).
+
+    Candle t earns the exposure held before the fill on the gap close[t-1] -> open[t], pays
+    `cost_per_side` on the exposure traded at open[t], then earns the new exposure on
+    open[t] -> close[t]. (The fill rules of `strategy.vectorized`, with exposure in place of
+    units.)
+    """
+    exposure = side.astype(np.float64) * size * position_fraction
+    before = np.zeros_like(exposure)  # exposure held going into candle t (decided at t-2)
+    after = np.zeros_like(exposure)  # exposure traded at the open of t (decided at t-1)
+    after[1:] = exposure[:-1]
+    before[2:] = exposure[:-2]
+    gap = np.zeros(len(close))
+    gap[1:] = open_[1:] / close[:-1] - 1
+    inside = close / open_ - 1
+    gross = (1 + before * gap[:, None]) * (1 + after * inside[:, None])
+    traded = np.abs(after - before)
+    net = (1 + before * gap[:, None]) * (1 - cost_per_side * traded) * (1 + after * inside[:, None])
+    previous = np.zeros_like(side)
+    previous[1:] = side[:-1]
+    entries = (side != 0) & (side != previous)
+    return CandidateReturns(
+        log_net=np.log(np.maximum(net, 1e-12)),
+        log_gross=np.log(np.maximum(gross, 1e-12)),
+        entries=entries,
+        exposure=exposure,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FoldChoice:
+    """The candidate chosen for one test window and the evidence it was chosen on.
+
+    Attributes:
+        fold: walk-forward fold number.
+        start, stop: row range [start, stop) of the test window (tested-period positions).
+        window_start: first row of the selection window (rows [window_start, start)).
+        candidate: index of the chosen candidate (the flat candidate when nothing qualified).
+        score: the objective of the chosen candidate on the selection window.
+        t_stat: t-statistic of its net per-candle log returns on the selection window.
+        n_trades: its trades started in the selection window.
+        n_eligible: candidates that passed the evidence rule.
+        reason: why this candidate, in words.
+    """
+
+    fold: int
+    start: int
+    stop: int
+    window_start: int
+    candidate: int
+    score: float
+    t_stat: float
+    n_trades: int
+    n_eligible: int
+    reason: str
+
+
+def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np.float64]:
+    """Per-candidate objective over rows of per-candle log returns (flat candidates score 0).
+
+    >>> objective_scores(np.array([[0.01, 0.0], [0.03, 0.0]]), "log_growth").round(3).tolist()
+    [0.04, 0.0]
+    """
+    if objective == "log_growth":
+        return log_returns.sum(axis=0)
+    mean = log_returns.mean(axis=0)
+    if objective == "sharpe":
+        spread = log_returns.std(axis=0, ddof=1)
+    else:  # sortino: downside deviation below zero
+        spread = np.sqrt((np.minimum(log_returns, 0.0) ** 2).mean(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(spread > 0, mean / spread, 0.0)
+
+
+def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
+    """t-statistic of the mean per-candle log return of each column (0 without variance)."""
+    n = len(log_returns)
+    if n < 2:
+        return np.zeros(log_returns.shape[1])
+    spread = log_returns.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(spread > 0, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
+
+
+def choose_nested(
+    returns: CandidateReturns,
+    windows: Sequence[tuple[int, int, int]],
+    cfg: DecisionSettings,
+    *,
+    flat: int = 0,
+) -> list[FoldChoice]:
+    """Choose a candidate for each test window `(fold, start, stop)` from rows before `start`.
+
+    Only rows `[max(0, start - selection_bars), start)` are read; see the module docstring for
+    the evidence rule.
+    """
+    choices = []
+    for fold, start, stop in windows:
+        first = 0 if cfg.selection_bars is None else max(0, start - cfg.selection_bars)
+        choices.append(_choose_one(returns, fold, first, start, stop, cfg, flat))
+    return choices
+
+
+def _choose_one(
+    returns: CandidateReturns,
+    fold: int,
+    first: int,
+    start: int,
+    stop: int,
+    cfg: DecisionSettings,
+    flat: int,
+) -> FoldChoice:
+    def choice(candidate: int, score: float, t: float, trades: int, eligible: int, why: str):
+        return FoldChoice(fold, start, stop, first, candidate, score, t, trades, eligible, why)
+
+    if start - first < 2:
+        return choice(flat, 0.0, 0.0, 0, 0, "no earlier out-of-sample predictions: stay flat")
+    window = returns.log_net[first:start]
+    scores = objective_scores(window, cfg.objective)
+    t_stats = t_statistics(window)
+    trades = returns.entries[first:start].sum(axis=0)
+    eligible = (trades >= max(cfg.min_trades, 1)) & (t_stats >= cfg.min_t_stat) & (scores > 0)
+    eligible[flat] = False
+    n_eligible = int(eligible.sum())
+    if not n_eligible:
+        return choice(
+            flat,
+            0.0,
+            0.0,
+            0,
+            0,
+            f"no candidate had >= {cfg.min_trades} trades, t >= {cfg.min_t_stat:g} and a "
+            f"positive {cfg.objective} over {start - first} candles: stay flat",
+        )
+    best = int(np.flatnonzero(eligible)[np.argmax(scores[eligible])])
+    return choice(
+        best,
+        float(scores[best]),
+        float(t_stats[best]),
+        int(trades[best]),
+        n_eligible,
+        f"best {cfg.objective} of {n_eligible} eligible candidates over {start - first} candles",
+    )
+
+
+def chosen_path(
+    side: npt.NDArray[np.int8], size: FloatMatrix, choices: Sequence[FoldChoice]
+) -> tuple[npt.NDArray[np.int8], FloatMatrix]:
+    """The traded targets: in each test window, the chosen candidate's own targets.
+
+    Each candidate's targets run from the first tested candle, so a newly chosen policy takes
+    over in the state it would be in (it may hold a position already).
+    """
+    out_side = np.zeros(len(side), dtype=np.int8)
+    out_size = np.zeros(len(side), dtype=np.float64)
+    for c in choices:
+        out_side[c.start : c.stop] = side[c.start : c.stop, c.candidate]
+        out_size[c.start : c.stop] = size[c.start : c.stop, c.candidate]
+    return out_side, out_size
