@@ -130,12 +130,14 @@ def model_info(session: Any, model: LoadedModel) -> ModelInfoOut:
         algorithm=manifest.algorithm,
         params=manifest.params,
         threshold=manifest.threshold,
-        labels=manifest.labels,
+        labels=manifest.labels.model_dump(mode="json"),
         train_start=manifest.train_start,
         train_end=manifest.train_end,
         n_train_rows=manifest.n_train_rows,
         created_at=manifest.created_at,
-        walk_forward=manifest.walk_forward,
+        walk_forward=manifest.walk_forward.model_dump(mode="json")
+        if manifest.walk_forward
+        else None,
         validation_metrics=manifest.validation_metrics,
         feature_importance=manifest.feature_importance,
         library_versions=manifest.library_versions,

@@ -152,7 +152,8 @@ def expectation(manifest: ModelManifest | None, backtest: BacktestSummary | None
     """
     if backtest is not None and backtest.trading.get("in_sample") is not False:
         backtest = None  # in-sample (or unknown): its accuracy would flatter the model
-    metrics = walk_forward_metrics(manifest.walk_forward if manifest else None)
+    summary = manifest.walk_forward if manifest else None
+    metrics = walk_forward_metrics(summary.model_dump(mode="json") if summary else None)
     return Expectation(
         walk_forward_accuracy=finite_or_none(metrics.get("accuracy")),
         walk_forward_roc_auc=finite_or_none(metrics.get("roc_auc")),

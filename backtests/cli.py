@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from backtests.decision_console import decision_table
 from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
 from backtests.sweep import (
@@ -80,6 +81,40 @@ def with_overrides(
     return settings.model_copy(update={"backtest": backtest})
 
 
+def parse_horizons(text: str) -> tuple[int, ...]:
+    """Comma-separated positive candle counts.
+
+    >>> parse_horizons("1, 4,24")
+    (1, 4, 24)
+
+    Raises:
+        ConfigError: not a list of positive integers.
+    """
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise ConfigError(f"--horizons: expected positive whole numbers like 1,4,24, got {text!r}")
+    return tuple(dict.fromkeys(int(part) for part in parts))
+
+
+def with_decision_overrides(
+    settings: Settings, *, horizons: str | None, decision: str | None
+) -> Settings:
+    """Settings with `--horizons` and `--decision` applied.
+
+    Raises:
+        ConfigError: an invalid value.
+    """
+    if horizons is not None:
+        backtest = settings.backtest.model_copy(update={"horizons": parse_horizons(horizons)})
+        settings = settings.model_copy(update={"backtest": backtest})
+    if decision is not None:
+        if decision not in ("auto", "fixed"):
+            raise ConfigError(f"--decision: expected auto or fixed, got {decision[:40]!r}")
+        cfg = settings.decision.model_copy(update={"mode": decision})
+        settings = settings.model_copy(update={"decision": cfg})
+    return settings
+
+
 class _ProgressBars:
     """One rich task per (stage, algorithm), created on first use."""
 
@@ -132,6 +167,14 @@ def backtest_command(
     model_id: Annotated[
         str | None, typer.Option("--model-id", help="Backtest this saved model (no retraining)")
     ] = None,
+    horizons: Annotated[
+        str | None,
+        typer.Option("--horizons", help="Comma-separated label horizons in candles, e.g. 1,4,24"),
+    ] = None,
+    decision: Annotated[
+        str | None,
+        typer.Option("--decision", help="auto (nested policy choice) or fixed (decision.policy)"),
+    ] = None,
 ) -> None:
     """Walk-forward backtest: per-fold classification next to trading metrics, JSON + HTML.
 
@@ -144,6 +187,7 @@ def backtest_command(
     path of the HTML report.
     """
     settings = with_overrides(require_settings(ctx.obj), start=start, end=end, out=out)
+    settings = with_decision_overrides(settings, horizons=horizons, decision=decision)
     if model_id is not None and models is not None:
         raise ConfigError("pass either --models (walk-forward) or --model-id (a saved model)")
     algorithms = parse_models(models) if models is not None else settings.backtest.models
@@ -268,9 +312,10 @@ def print_report(result: BacktestResult, console: Console) -> None:
         console.print(segment_table(result, model))
     if len(result.models) > 1:
         console.print(leaderboard_table(result))
+    console.print(decision_table(result))
     console.print("[bold]Verdict[/bold]")
     for line in verdict_lines(result):
-        style = "bold red" if "LOST" in line or "IN-SAMPLE" in line else ""
+        style = "bold red" if any(w in line for w in ("LOST", "IN-SAMPLE", "NOT beat")) else ""
         console.print(f"  - {line}", style=style, highlight=False)
 
 
@@ -308,7 +353,7 @@ def _segment_row(segment: Segment) -> list[str]:
 
 def segment_table(result: BacktestResult, model: ModelBacktest) -> Table:
     """Per fold: classification | trading | buy-and-hold; then totals and baselines."""
-    name = model.model_id or model.algorithm
+    name = model.model_id or model.name
     title = f"{name}: {result.symbol} {result.timeframe}, {result.mode.replace('_', '-')} backtest"
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("fold", no_wrap=True)
@@ -371,7 +416,7 @@ def leaderboard_table(result: BacktestResult) -> Table:
     """One row per model, best strategy return first, same candles and folds for all."""
     table = _leaderboard("Leaderboard (same candles and folds for every model)", ("#", "model"))
     for rank, model in enumerate(result.leaderboard(), start=1):
-        table.add_row(str(rank), model.model_id or model.algorithm, *_leaderboard_cells(model))
+        table.add_row(str(rank), model.model_id or model.name, *_leaderboard_cells(model))
     return table
 
 

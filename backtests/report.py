@@ -22,6 +22,12 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs_version
 
 from backtests.charts import FIGURES
+from backtests.decision_report import (
+    DECISION_FIGURES,
+    choices_payload,
+    decision_payload,
+    describe_fixed,
+)
 from backtests.run import BacktestResult, ModelBacktest, Segment
 from core.settings import Settings
 from core.timeframes import to_epoch_ms
@@ -30,7 +36,7 @@ from storage.repository import NewBacktestRun, add_backtest_run
 
 logger = logging.getLogger(__name__)
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 """Bump when a key of the JSON report changes meaning or disappears (see REPORT_SCHEMA.md)."""
 HTML_NAME = "report.html"
 JSON_NAME = "report.json"
@@ -149,12 +155,13 @@ def in_sample_warning(model: ModelBacktest) -> str:
 
 
 def verdict_lines(result: BacktestResult) -> list[str]:
-    """Conclusions for every model, prefixed by the model name when there are several."""
+    """The decision layer's verdict first, then conclusions for every model (prefixed by the
+    model name when there are several)."""
     fee_bps = result.settings.strategy.fee_rate * 1e4
     several = len(result.models) > 1
-    lines = []
+    lines = list(result.selection.stats.verdict)
     for model in result.leaderboard():
-        prefix = f"{model.algorithm}: " if several else ""
+        prefix = f"{model.name}: " if several else ""
         lines += [prefix + line for line in model_verdict(model, fee_bps=fee_bps)]
     return lines
 
@@ -198,6 +205,10 @@ def _model_payload(model: ModelBacktest, fee_bps: float) -> dict[str, Any]:
     return {
         "algorithm": model.algorithm,
         "model_id": model.model_id,
+        "name": model.name,
+        "horizon_bars": model.horizon_bars,
+        "decision_mode": model.decision.mode,
+        "choices": choices_payload(model.decision),
         "in_sample": model.in_sample,
         "in_sample_bars": model.in_sample_bars,
         "train_range": None if train is None else {"start": train[0], "end": train[1]},
@@ -237,6 +248,7 @@ def leaderboard_row(model: ModelBacktest) -> dict[str, Any]:
     return {
         "algorithm": model.algorithm,
         "model_id": model.model_id,
+        "name": model.name,
         "accuracy": model.classification.accuracy,
         "roc_auc": model.classification.roc_auc,
         "p_value": model.significance.p_value,
@@ -282,6 +294,7 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
             "end": settings.backtest.end,
         },
         "buy_and_hold": result.buy_and_hold.to_dict(),
+        "decision": decision_payload(result),
         "models": [_model_payload(model, fee_bps) for model in result.models],
         "leaderboard": leaderboard_rows(result),
         "verdict": verdict_lines(result),
@@ -325,7 +338,7 @@ def chart_divs(result: BacktestResult, *, prefix: str = "") -> dict[str, str]:
             div_id=f"chart-{prefix}{name}",
             config={"responsive": True, "displaylogo": False},
         )
-        for name, build in FIGURES.items()
+        for name, build in {**DECISION_FIGURES, **FIGURES}.items()
     }
 
 
@@ -339,6 +352,7 @@ def run_context(
         "in_sample": [in_sample_warning(m) for m in result.models if m.in_sample],
         "charts": chart_divs(result, prefix=chart_prefix),
         "fee_bps": result.settings.strategy.fee_rate * 1e4,
+        "policy_line": describe_fixed(result),
     }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, NotEnoughDataError
-from core.settings import LabelSettings, Settings
+from core.settings import Settings
 from core.timeframes import timeframe_to_ms
 from core.types import ModelName
 from ml.dataset import Dataset, make_dataset
@@ -198,7 +198,7 @@ def score_registry_model(
 
 
 def _horizon(artifact: ModelArtifact) -> int:
-    return LabelSettings.model_validate(artifact.manifest.labels).horizon_bars
+    return artifact.manifest.labels.horizon_bars
 
 
 def _registry_predictions(proba: pd.Series, dataset: Dataset, *, threshold: float) -> pd.DataFrame:
@@ -220,7 +220,7 @@ def _registry_importances(artifact: ModelArtifact) -> pd.DataFrame:
 
 def _model_dataset(candles: pd.DataFrame, settings: Settings, artifact: ModelArtifact) -> Dataset:
     """Labels exactly as the model was trained (its own label and feature settings)."""
-    labels = LabelSettings.model_validate(artifact.manifest.labels)
+    labels = artifact.manifest.labels
     ml = settings.ml.model_copy(
         update={"labels": labels, "features": feature_settings_of(artifact)}
     )

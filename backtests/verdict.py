@@ -8,6 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from backtests.decisions import DecisionOutcome
+from backtests.metrics import buy_and_hold_metrics, trading_metrics
+from core.settings import Settings
+from core.timeframes import timeframe_to_ms
 from ml.overfitting import (
     BacktestOverfitting,
     DeflatedSharpe,
@@ -17,11 +22,6 @@ from ml.overfitting import (
     sharpe_difference,
     sharpe_ratio,
 )
-
-from backtests.decisions import DecisionOutcome
-from backtests.metrics import buy_and_hold_metrics, trading_metrics
-from core.settings import Settings
-from core.timeframes import timeframe_to_ms
 from strategy.runner import StrategyRun
 from strategy.vectorized import simulate_signals
 

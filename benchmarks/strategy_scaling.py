@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from ml.signals import signals_from_proba
 
 from benchmarks.strategy_speed import DEFAULT_DATA, load_candles, sma_proba
 from core.settings import SignalSettings, StrategySettings
-from ml.signals import signals_from_proba
 from strategy.runner import run_strategy
 from strategy.vectorized import simulate_signals
 

@@ -24,11 +24,11 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 import pandas as pd
+from ml.signals import signals_from_proba
 
 from core.settings import QualitySettings, SignalSettings, StrategySettings
 from data.files import read_candle_file
 from data.quality import clean_candles
-from ml.signals import signals_from_proba
 from strategy.costs import configure_broker
 from strategy.feeds import make_prediction_feed
 from strategy.ml_signal import MLSignalStrategy

@@ -17,10 +17,10 @@ from core.settings import BotSettings
 from core.timeframes import from_epoch_ms, last_closed_candle_open, timeframe_to_ms, to_epoch_ms
 from core.types import Direction, Signal
 from data.schema import index_to_epoch_ms
+from ml.decision import PolicyState, positions_from_proba
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
-from ml.decision import PolicyState, positions_from_proba
 from storage.db import session_scope
 from storage.records import NewPrediction, Outcome, StoredPrediction, encode_cursor
 from storage.repository import (
@@ -262,7 +262,7 @@ def predict_rows(
     targets = np.flatnonzero((open_ms >= plan.first_ms) & (open_ms <= plan.last_closed_ms))
     _warn_missing(artifact, plan, len(targets), candles)
     manifest = artifact.manifest
-    horizon = int(manifest.labels.get("horizon_bars", 1))
+    horizon = manifest.labels.horizon_bars
     step_ms = timeframe_to_ms(manifest.timeframe)
     rows: list[NewPrediction] = []
     position = plan.position
@@ -344,15 +344,14 @@ def realised_labels(artifact: ModelArtifact, candles: pd.DataFrame) -> pd.Series
     for direction labels that is the sign of the return, which needs no extra work.
     """
     labels = artifact.manifest.labels
-    if labels.get("method") != "triple_barrier":
+    if labels.method != "triple_barrier":
         return None
-    features = artifact.manifest.feature_config
     values, _barrier = triple_barrier_outcome(
         candles,
-        horizon_bars=int(labels["horizon_bars"]),
-        take_profit_atr=float(labels["take_profit_atr"]),
-        stop_loss_atr=float(labels["stop_loss_atr"]),
-        atr_window=int(features.get("atr_window", 14)),
+        horizon_bars=labels.horizon_bars,
+        take_profit_atr=labels.take_profit_atr,
+        stop_loss_atr=labels.stop_loss_atr,
+        atr_window=artifact.manifest.feature_config.atr_window,
     )
     return values
 

@@ -6,7 +6,6 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from bot.deps import BotDeps
 from core.errors import DataError, ExchangeError, ModelError
@@ -58,9 +57,7 @@ def decide_promotion(
 
 def walk_forward_roc_auc(manifest: ModelManifest) -> float | None:
     """The out-of-sample ROC-AUC recorded in a manifest, if any."""
-    metrics: dict[str, Any] = (manifest.walk_forward or {}).get("metrics", {})
-    value = metrics.get("roc_auc")
-    return None if value is None else float(value)
+    return manifest.walk_forward.metric("roc_auc") if manifest.walk_forward else None
 
 
 def is_retrain_due(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime) -> bool:

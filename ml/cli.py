@@ -142,7 +142,7 @@ def list_command(ctx: typer.Context) -> None:
         table.add_column(column)
     for manifest in manifests:
         is_current = current_model_id(root, manifest.symbol, manifest.timeframe)
-        metrics = (manifest.walk_forward or {}).get("metrics", {})
+        metrics = manifest.walk_forward.metrics if manifest.walk_forward else {}
         table.add_row(
             manifest.model_id,
             "*" if is_current == manifest.model_id else "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -80,7 +80,7 @@ class _Params:
 
 
 def _params(policies: Sequence[DecisionPolicy]) -> _Params:
-    def column(name: str, dtype: str) -> npt.NDArray[np.generic]:
+    def column(name: str, dtype: str) -> npt.NDArray[Any]:
         return np.array([getattr(p, name) for p in policies], dtype=dtype)
 
     return _Params(
@@ -172,33 +172,49 @@ _State = tuple[
 def _run(
     proba: npt.NDArray[np.float64], params: _Params, start: _State
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], _State]:
-    """The policy state machine, one candle at a time, numpy across candidates."""
+    """The policy state machine, one candle at a time, numpy across candidates.
+
+    Every comparison with a threshold is done for all candles up front; the loop only
+    carries the state (side, size, candles held, candles since the last exit).
+    """
     n_bars, n = proba.shape
-    side, size, held, since = (a.copy() for a in start)
+    with np.errstate(invalid="ignore"):
+        # `~(p >= x)` is True for NaN too: no opinion leaves a position once it may.
+        leave_long = ~(proba >= params.exit)
+        leave_short = ~(proba <= params.short_exit)
+        go_long_at = (proba >= params.entry) & params.active
+        go_short_at = (proba <= params.short_entry) & params.allow_short & params.active
+    go_short_at &= ~go_long_at
+    edge = np.minimum(1.0, params.edge_scale * np.abs(2 * proba - 1))
+    entry_size = np.where(params.proba_sizing, edge, 1.0)
+    side, size = start[0].copy(), start[1].copy()
+    held, since = start[2].copy(), start[3].copy()
     out_side = np.zeros((n_bars, n), dtype=np.int8)
     out_size = np.zeros((n_bars, n), dtype=np.float64)
     for t in range(n_bars):
-        p = proba[t]
         in_position = side != 0
         held = np.where(in_position, held + 1, 0)
         since = np.where(in_position, since, np.minimum(since + 1, _NEVER))
-        may_exit = in_position & (held >= params.min_hold)
-        # `~(p >= x)` is True for NaN too: no opinion leaves a position once it may.
-        leave = may_exit & np.where(side > 0, ~(p >= params.exit), ~(p <= params.short_exit))
-        side = np.where(leave, 0, side).astype(np.int8)
-        since = np.where(leave, 0, since)
-        ready = (side == 0) & (since >= params.cooldown) & params.active
-        go_long = ready & (p >= params.entry)
-        go_short = ready & params.allow_short & (p <= params.short_entry) & ~go_long
+        leave = (
+            in_position
+            & (held >= params.min_hold)
+            & np.where(side > 0, leave_long[t], leave_short[t])
+        )
+        since[leave] = 0
+        ready = (side == 0) | leave
+        ready &= since >= params.cooldown
+        go_long = ready & go_long_at[t]
+        go_short = ready & go_short_at[t]
         entering = go_long | go_short
-        side = np.where(go_long, 1, np.where(go_short, -1, side)).astype(np.int8)
-        edge = np.minimum(1.0, params.edge_scale * np.abs(2 * p - 1))
-        new_size = np.where(params.proba_sizing, edge, 1.0)
-        size = np.where(entering, new_size, np.where(side == 0, 0.0, size))
-        held = np.where(entering, 0, held)
+        side = np.where(leave, 0, side)
+        side[go_long] = 1
+        side[go_short] = -1
+        size = np.where(entering, entry_size[t], np.where(side == 0, 0.0, size))
+        held[entering] = 0
         out_side[t] = side
         out_size[t] = size
-    return out_side, out_size, (side, size, held, since)
+    end: _State = (side.astype(np.int8), size, held, since)
+    return out_side, out_size, end
 
 
 def direction_and_action(

@@ -224,7 +224,9 @@ def _choose_one(
     cfg: DecisionSettings,
     flat: int,
 ) -> FoldChoice:
-    def choice(candidate: int, score: float, t: float, trades: int, eligible: int, why: str):
+    def choice(
+        candidate: int, score: float, t: float, trades: int, eligible: int, why: str
+    ) -> FoldChoice:
         return FoldChoice(fold, start, stop, first, candidate, score, t, trades, eligible, why)
 
     if start - first < 2:

@@ -36,7 +36,7 @@ class Prediction:
 
 def feature_settings_of(artifact: ModelArtifact) -> FeatureSettings:
     """The feature settings the model was trained with (inference must use the same)."""
-    return FeatureSettings.model_validate(artifact.manifest.feature_config)
+    return artifact.manifest.feature_config
 
 
 def required_candles(artifact: ModelArtifact) -> int:
@@ -101,7 +101,7 @@ def predict_latest(artifact: ModelArtifact, ohlcv: pd.DataFrame) -> Prediction:
         timeframe=manifest.timeframe,
         candle_open=candle_open,
         candle_close=candle_open + timeframe_to_timedelta(manifest.timeframe),
-        horizon_bars=int(manifest.labels.get("horizon_bars", 1)),
+        horizon_bars=manifest.labels.horizon_bars,
         proba_up=proba_up,
         direction=direction_of(proba_up, manifest.threshold),
         threshold=manifest.threshold,

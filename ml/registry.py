@@ -19,6 +19,7 @@ import joblib
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import FeatureMismatchError, ModelIntegrityError, ModelNotFoundError
+from core.settings import DecisionPolicy, FeatureSettings, LabelSettings
 from core.types import ModelId, ModelName
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,56 @@ MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 CURRENT_DIR = "current"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class _Typed(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FoldSummary(_Typed):
+    """One walk-forward fold of the manifest: ranges, out-of-sample metrics, threshold."""
+
+    number: int
+    train_start: datetime
+    train_end: datetime
+    test_start: datetime
+    test_end: datetime
+    n_train: int
+    n_test: int
+    metrics: dict[str, Any]
+    threshold: float
+
+
+class WalkForwardSummary(_Typed):
+    """Pooled out-of-sample metrics, baselines and significance of the walk-forward."""
+
+    metrics: dict[str, Any]
+    baselines: dict[str, Any]
+    significance: dict[str, Any]
+    folds: list[FoldSummary]
+    fit_seconds: float
+
+    def metric(self, name: str) -> float | None:
+        """One pooled metric as a float (None when absent or not a number)."""
+        value = self.metrics.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+
+class ValidatedPolicy(_Typed):
+    """The decision policy the bot and the API trade for this model, and its evidence.
+
+    `policy` was chosen by the nested rule on all out-of-sample predictions of the training
+    walk-forward (the choice for candles after it); `nested_*` describe the honest, nested
+    backtest of that rule over the same walk-forward (each fold chosen on earlier folds).
+    """
+
+    policy: DecisionPolicy
+    chosen_by: str
+    n_candidates: int
+    nested_net_return: float | None = None
+    nested_buy_and_hold_return: float | None = None
+    deflated_sharpe: float | None = None
+    probability_of_overfitting: float | None = None
 
 
 class ModelManifest(BaseModel):
@@ -41,15 +92,16 @@ class ModelManifest(BaseModel):
     algorithm: ModelName
     params: dict[str, Any]
     feature_names: list[str]
-    feature_config: dict[str, Any]
+    feature_config: FeatureSettings
     feature_config_hash: str
-    labels: dict[str, Any]
+    labels: LabelSettings
     threshold: float
     train_start: datetime
     train_end: datetime
     n_train_rows: int
     candles_sha256: str
-    walk_forward: dict[str, Any] | None = None
+    walk_forward: WalkForwardSummary | None = None
+    decision: ValidatedPolicy | None = None
     validation_metrics: dict[str, Any] | None = None
     feature_importance: dict[str, float] = {}
     feature_ranges: dict[str, tuple[float, float]] = {}

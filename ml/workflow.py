@@ -21,7 +21,15 @@ from core.settings import MLSettings, Settings
 from core.types import ModelId, ModelName
 from data.schema import index_to_epoch_ms
 from ml.dataset import Dataset, make_dataset
-from ml.registry import ModelArtifact, ModelManifest, make_model_id, read_manifest, save_model
+from ml.registry import (
+    FoldSummary,
+    ModelArtifact,
+    ModelManifest,
+    WalkForwardSummary,
+    make_model_id,
+    read_manifest,
+    save_model,
+)
 from ml.training import FinalModel, fit_final_model
 from ml.walk_forward import FoldResult, WalkForwardResult, run_walk_forward, walk_forward_splits
 
@@ -90,29 +98,29 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def walk_forward_summary(result: WalkForwardResult) -> dict[str, Any]:
-    """JSON-ready walk-forward metrics, baselines, significance and folds."""
-    return {
-        "metrics": result.metrics.to_dict(),
-        "baselines": result.baselines.to_dict(),
-        "significance": result.significance.to_dict(),
-        "folds": [_fold_summary(fold) for fold in result.folds],
-        "fit_seconds": round(result.fit_seconds, 3),
-    }
+def walk_forward_summary(result: WalkForwardResult) -> WalkForwardSummary:
+    """Walk-forward metrics, baselines, significance and folds for the manifest."""
+    return WalkForwardSummary(
+        metrics=result.metrics.to_dict(),
+        baselines=result.baselines.to_dict(),
+        significance=result.significance.to_dict(),
+        folds=[_fold_summary(fold) for fold in result.folds],
+        fit_seconds=round(result.fit_seconds, 3),
+    )
 
 
-def _fold_summary(fold: FoldResult) -> dict[str, Any]:
-    return {
-        "number": fold.number,
-        "train_start": fold.train_start.isoformat(),
-        "train_end": fold.train_end.isoformat(),
-        "test_start": fold.test_start.isoformat(),
-        "test_end": fold.test_end.isoformat(),
-        "n_train": fold.n_train,
-        "n_test": fold.n_test,
-        "metrics": fold.metrics.to_dict(),
-        "threshold": fold.threshold,
-    }
+def _fold_summary(fold: FoldResult) -> FoldSummary:
+    return FoldSummary(
+        number=fold.number,
+        train_start=fold.train_start.to_pydatetime(),
+        train_end=fold.train_end.to_pydatetime(),
+        test_start=fold.test_start.to_pydatetime(),
+        test_end=fold.test_end.to_pydatetime(),
+        n_train=fold.n_train,
+        n_test=fold.n_test,
+        metrics=fold.metrics.to_dict(),
+        threshold=fold.threshold,
+    )
 
 
 def feature_ranges(X: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -147,9 +155,9 @@ def build_manifest(
         algorithm=final.algorithm,
         params=json.loads(json.dumps(final.params, default=str)),
         feature_names=list(final.feature_names),
-        feature_config=features,
+        feature_config=ml.features,
         feature_config_hash=config_hash(features),
-        labels=ml.labels.model_dump(mode="json"),
+        labels=ml.labels,
         threshold=final.threshold,
         train_start=final.train_start.to_pydatetime(),
         train_end=final.train_end.to_pydatetime(),

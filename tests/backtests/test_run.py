@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ml.signals import signals_from_proba
 
 from backtests.run import BacktestProgress, BacktestResult, run_backtest, select_candles
 from backtests.sensitivity import engine_gap, fee_sensitivity
@@ -17,7 +18,6 @@ from core.settings import Settings
 from ml.dataset import make_dataset
 from ml.predict import predict_history
 from ml.registry import load_model
-from ml.signals import signals_from_proba
 from ml.walk_forward import walk_forward_splits
 from ml.workflow import train_model
 from strategy.vectorized import simulate_signals

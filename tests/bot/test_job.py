@@ -9,6 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from ml.signals import signals_from_proba
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.deps import BotDeps
@@ -22,7 +23,6 @@ from core.errors import (
 from core.settings import SignalSettings
 from ml.predict import predict_history, predict_latest
 from ml.registry import ModelArtifact, promote_model, save_model
-from ml.signals import signals_from_proba
 from ml.workflow import train_model
 from storage.db import session_scope
 from storage.records import StoredPrediction

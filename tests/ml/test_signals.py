@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from ml.signals import signal_from_proba, signals_from_proba
 
 from core.settings import SignalSettings
-from ml.signals import signal_from_proba, signals_from_proba
 
 LONG_ONLY = SignalSettings(long_threshold=0.55, exit_threshold=0.5, short_threshold=0.45)
 WITH_SHORT = SignalSettings(

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from ml.signals import signals_from_proba
 
 from core.errors import ConfigError
 from core.settings import ExitRuleSettings, SignalSettings, StrategySettings
-from ml.signals import signals_from_proba
 from strategy.ml_signal import check_exit_rules, exit_rule_distance
 from strategy.runner import run_strategy
 from tests.conftest import log_has

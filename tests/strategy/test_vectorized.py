@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from ml.signals import signals_from_proba
 
 from core.errors import DataValidationError
 from core.settings import SignalSettings, StrategySettings
-from ml.signals import signals_from_proba
 from strategy import trades
 from strategy.runner import StrategyRun, run_strategy
 from strategy.vectorized import VectorRun, simulate_signals
