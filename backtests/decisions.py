@@ -16,10 +16,9 @@ from ml.policy_search import (
     CandidateReturns,
     FoldChoice,
     candidate_returns,
-    choose_nested,
     chosen_path,
     describe_policy,
-    policy_grid,
+    search_policies,
 )
 from strategy.costs import BPS
 
@@ -104,34 +103,44 @@ def decide(
 
     In "fixed" mode only the first stream is traded, with `decision.policy`.
     """
-    cfg = settings.decision
+    cfg, costs = settings.decision, settings.strategy
+    proba = np.column_stack([s.proba_up.reindex(tested.index).to_numpy("float64") for s in streams])
+    prices = {
+        "open_": tested["open"].to_numpy("float64"),
+        "close": tested["close"].to_numpy("float64"),
+    }
+    cost = costs.fee_rate + costs.slippage_bps * BPS
     if cfg.mode == "fixed":
         candidates = [Candidate(streams[0].name, streams[0].horizon_bars, cfg.policy)]
-        columns = [streams[0]]
-    else:
-        grid = policy_grid(cfg.grid)
-        flat = Candidate("flat", 0, grid[0])
-        pairs = [(s, p) for s in streams for p in grid[1:]]
-        candidates = [flat] + [Candidate(s.name, s.horizon_bars, p) for s, p in pairs]
-        columns = [streams[0]] + [s for s, _ in pairs]
-    proba = np.column_stack([s.proba_up.reindex(tested.index).to_numpy("float64") for s in columns])
-    side, size = positions_for_policies(proba, [c.policy for c in candidates])
-    costs = settings.strategy
-    returns = candidate_returns(
-        side,
-        size,
-        open_=tested["open"].to_numpy("float64"),
-        close=tested["close"].to_numpy("float64"),
-        position_fraction=costs.position_fraction,
-        cost_per_side=costs.fee_rate + costs.slippage_bps * BPS,
-    )
-    if cfg.mode == "fixed":
+        side, size = positions_for_policies(proba[:, :1], [cfg.policy])
+        returns = candidate_returns(
+            side, size, **prices, position_fraction=costs.position_fraction, cost_per_side=cost
+        )
         choices = [
             FoldChoice(fold, start, stop, start, 0, np.nan, np.nan, 0, 1, "fixed policy")
             for fold, start, stop in windows
         ]
     else:
-        choices = choose_nested(returns, windows, cfg, flat=0)
+        search = search_policies(
+            proba,
+            **prices,
+            windows=windows,
+            cfg=cfg,
+            position_fraction=costs.position_fraction,
+            cost_per_side=cost,
+        )
+        candidates = [
+            Candidate("flat", 0, policy)
+            if stream < 0
+            else Candidate(streams[stream].name, streams[stream].horizon_bars, policy)
+            for stream, policy in zip(search.streams, search.policies, strict=True)
+        ]
+        side, size, returns, choices = (
+            search.side,
+            search.size,
+            search.returns,
+            list(search.choices),
+        )
     path_side, path_size = chosen_path(side, size, choices)
     _log_choices(candidates, choices)
     return DecisionOutcome(

@@ -9,18 +9,33 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from core.settings import require_settings
-from core.types import ModelName
-from data.candles import prepare_candles
+from core.errors import ConfigError
+from core.settings import Settings, require_settings
+from core.types import MODEL_NAMES, ModelName
+from data.candles import PreparedCandles, prepare_candles
 from ml.evaluation import ClassificationMetrics
 from ml.features import build_features
 from ml.leakage import check_lookahead
-from ml.registry import current_model_id, list_models, promote_model, read_manifest
+from ml.policy_search import describe_policy
+from ml.registry import (
+    ValidatedPolicy,
+    current_model_id,
+    list_models,
+    promote_model,
+    read_manifest,
+)
 from ml.walk_forward import WalkForwardResult
-from ml.workflow import train_model
+from ml.workflow import select_and_train, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +112,32 @@ def train_command(
         bool | None,
         typer.Option("--promote/--no-promote", help="Make it current [default: if none is]"),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma-separated models to compare (with --select)"),
+    ] = None,
+    select: Annotated[
+        bool,
+        typer.Option("--select", help="Save and promote the best of --models by the nested rule"),
+    ] = False,
 ) -> None:
-    """Walk-forward evaluate a model, print the per-fold table, then save the final model."""
+    """Walk-forward evaluate a model, validate its decision policy, save the final model.
+
+    With --models a,b,c --select every model is walk-forwarded and the (model, policy) pair is
+    chosen by the same nested rule as the backtest; only the chosen model is saved and promoted.
+    """
     settings = require_settings(ctx.obj)
     console = Console()
+    if models is not None and not select:
+        raise ConfigError("--models compares several models: add --select (or use --model)")
     prepared = prepare_candles(settings, file=data, symbol=symbol, timeframe=timeframe)
     if check_leakage:
         check_lookahead(prepared.frame, lambda frame: build_features(frame, settings.ml.features))
         console.print("Look-ahead check passed: past features never change when candles are added.")
+    if select:
+        names = parse_model_names(models or ",".join(settings.backtest.models))
+        _select_command(settings, prepared, names, tune=tune, console=console)
+        return
     algorithm: ModelName = model or settings.ml.model.algorithm
     with fold_progress(console) as progress:
         task = progress.add_task(f"{algorithm} walk-forward folds", total=None)
@@ -119,12 +152,94 @@ def train_command(
         )
     title = f"{algorithm} walk-forward, {prepared.symbol} {prepared.timeframe}"
     console.print(fold_table(outcome.walk_forward, title=title))
+    if outcome.manifest.decision is not None:
+        console.print(policy_summary(outcome.manifest.decision), highlight=False)
     root = settings.ml.registry_dir
     current = current_model_id(root, prepared.symbol, prepared.timeframe)
     if promote or (promote is None and current is None):
         promote_model(root, outcome.model_id)
         console.print(f"Promoted {outcome.model_id} to current {prepared.symbol} model")
     console.print(f"Saved model {outcome.model_id} in {root / outcome.model_id}")
+
+
+def policy_summary(decision: ValidatedPolicy) -> str:
+    """Two lines: the policy the model will trade, and the nested evidence behind it."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.1%}"
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f"Decision policy saved with the model: {describe_policy(decision.policy)}\n"
+        f"  chosen by {decision.chosen_by}; nested backtest of the rule "
+        f"{pct(decision.nested_net_return)} net vs buy-and-hold "
+        f"{pct(decision.nested_buy_and_hold_return)}, "
+        f"DSR {num(decision.deflated_sharpe)}, PBO {num(decision.probability_of_overfitting)} "
+        f"({decision.n_candidates} candidates)"
+    )
+
+
+def parse_model_names(text: str) -> list[ModelName]:
+    """Comma-separated model names.
+
+    >>> parse_model_names("logreg, lightgbm")
+    ['logreg', 'lightgbm']
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown or not names:
+        raise ConfigError(
+            f"--models: unknown model name(s) {[n[:40] for n in unknown[:5]] or [text[:40]]}; "
+            f"allowed: {', '.join(MODEL_NAMES)}"
+        )
+    return list(dict.fromkeys(names))  # type: ignore[arg-type]  # checked just above
+
+
+def _select_command(
+    settings: Settings,
+    prepared: PreparedCandles,
+    names: list[ModelName],
+    *,
+    tune: bool,
+    console: Console,
+) -> None:
+    with fold_progress(console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"{name} walk-forward folds", total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        selection = select_and_train(
+            prepared.frame,
+            settings,
+            symbol=prepared.symbol,
+            timeframe=prepared.timeframe,
+            algorithms=names,
+            tune=True if tune else None,
+            progress=report,
+        )
+    for name, result in selection.walk_forwards.items():
+        title = f"{name} walk-forward, {prepared.symbol} {prepared.timeframe}"
+        console.print(fold_table(result, title=title))
+    console.print(policy_summary(selection.decision), highlight=False)
+    if selection.chosen is None:
+        console.print(
+            "No model x policy beat staying flat by the evidence rule: nothing saved or promoted."
+        )
+        return
+    root = settings.ml.registry_dir
+    promote_model(root, selection.chosen.model_id)
+    console.print(
+        f"Selected {selection.chosen.walk_forward.algorithm}: saved {selection.chosen.model_id} "
+        f"in {root / selection.chosen.model_id} and promoted it to current {prepared.symbol} model"
+    )
 
 
 @models_app.command("list")

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
+from ml.decision import positions_for_policies
 
 logger = logging.getLogger(__name__)
 
@@ -273,3 +274,62 @@ def chosen_path(
         out_side[c.start : c.stop] = side[c.start : c.stop, c.candidate]
         out_size[c.start : c.stop] = size[c.start : c.stop, c.candidate]
     return out_side, out_size
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySearch:
+    """Every candidate's targets and returns over the searched candles, and the choices.
+
+    Attributes:
+        policies: the policy of each candidate (the flat one first).
+        streams: the probability stream (column of `proba_up`) each candidate trades (-1:
+            the flat candidate, which trades nothing).
+        side, size: targets of every candidate, shape (T, N).
+        returns: the return model of every candidate.
+        choices: the chosen candidate of each window, chosen on rows before it.
+    """
+
+    policies: tuple[DecisionPolicy, ...]
+    streams: tuple[int, ...]
+    side: npt.NDArray[np.int8]
+    size: FloatMatrix
+    returns: CandidateReturns
+    choices: tuple[FoldChoice, ...]
+
+    @property
+    def n_candidates(self) -> int:
+        """Candidates tried, the flat one included."""
+        return len(self.policies)
+
+
+def search_policies(
+    proba_up: FloatMatrix,
+    *,
+    open_: npt.NDArray[np.float64],
+    close: npt.NDArray[np.float64],
+    windows: Sequence[tuple[int, int, int]],
+    cfg: DecisionSettings,
+    position_fraction: float,
+    cost_per_side: float,
+) -> PolicySearch:
+    """Nested search over streams (columns of `proba_up`, shape (T, S)) x `cfg.grid` policies.
+
+    A window `(fold, T, T)` after the last candle asks for the choice on ALL candles (what a
+    model trained on them should trade next).
+    """
+    grid = policy_grid(cfg.grid)
+    pairs = [(stream, policy) for stream in range(proba_up.shape[1]) for policy in grid[1:]]
+    policies = (grid[0], *(policy for _, policy in pairs))
+    streams = (-1, *(stream for stream, _ in pairs))
+    columns = proba_up[:, [max(stream, 0) for stream in streams]]
+    side, size = positions_for_policies(columns, policies)
+    returns = candidate_returns(
+        side,
+        size,
+        open_=open_,
+        close=close,
+        position_fraction=position_fraction,
+        cost_per_side=cost_per_side,
+    )
+    choices = choose_nested(returns, windows, cfg, flat=0)
+    return PolicySearch(policies, streams, side, size, returns, tuple(choices))

@@ -7,7 +7,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -21,10 +21,12 @@ from core.settings import MLSettings, Settings
 from core.types import ModelId, ModelName
 from data.schema import index_to_epoch_ms
 from ml.dataset import Dataset, make_dataset
+from ml.policy_validation import validate_policy
 from ml.registry import (
     FoldSummary,
     ModelArtifact,
     ModelManifest,
+    ValidatedPolicy,
     WalkForwardSummary,
     make_model_id,
     read_manifest,
@@ -174,25 +176,22 @@ def build_manifest(
     )
 
 
-def train_model(
+def walk_forward_model(
     candles: pd.DataFrame,
     settings: Settings,
     *,
-    symbol: str,
-    timeframe: str,
     algorithm: ModelName,
     tune: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> TrainingOutcome:
-    """Walk-forward evaluate `algorithm`, fit the final model on the latest window, save it.
+) -> tuple[Dataset, WalkForwardResult]:
+    """The dataset (labels with `ml_for_training`) and the out-of-sample walk-forward.
 
     `progress(done_folds, total_folds)` is called once before the first fold and after each.
     """
-    dataset = make_dataset(candles, settings.ml)
+    ml = settings.ml_for_training()
+    dataset = make_dataset(candles, ml)
     total = len(
-        walk_forward_splits(
-            len(dataset.X), settings.ml.walk_forward, horizon_bars=settings.ml.labels.horizon_bars
-        )
+        walk_forward_splits(len(dataset.X), ml.walk_forward, horizon_bars=ml.labels.horizon_bars)
     )
     done = 0
 
@@ -205,24 +204,35 @@ def train_model(
     if progress is not None:
         progress(0, total)
     result = run_walk_forward(
-        dataset,
-        settings.ml,
-        algorithm=algorithm,
-        compute=settings.compute,
-        tune=tune,
-        progress=on_fold,
+        dataset, ml, algorithm=algorithm, compute=settings.compute, tune=tune, progress=on_fold
     )
-    final = fit_final_model(dataset, settings.ml, algorithm=algorithm, tune=tune)
+    return dataset, result
+
+
+def save_final_model(
+    candles: pd.DataFrame,
+    settings: Settings,
+    *,
+    dataset: Dataset,
+    result: WalkForwardResult,
+    decision: ValidatedPolicy,
+    symbol: str,
+    timeframe: str,
+    tune: bool | None = None,
+) -> TrainingOutcome:
+    """Fit the final model on the latest window and save it with its validated policy."""
+    ml = settings.ml_for_training()
+    final = fit_final_model(dataset, ml, algorithm=result.algorithm, tune=tune)
     manifest = build_manifest(
         final=final,
         walk_forward=result,
         dataset=dataset,
         candles=candles,
-        ml=settings.ml,
+        ml=ml,
         exchange_id=settings.exchange.id,
         symbol=symbol,
         timeframe=timeframe,
-    )
+    ).model_copy(update={"decision": decision})
     model_id = save_model(
         ModelArtifact(estimator=final.estimator, manifest=manifest), settings.ml.registry_dir
     )
@@ -235,3 +245,87 @@ def train_model(
         len(result.folds),
     )
     return TrainingOutcome(model_id, saved, result, final, dataset)
+
+
+def train_model(
+    candles: pd.DataFrame,
+    settings: Settings,
+    *,
+    symbol: str,
+    timeframe: str,
+    algorithm: ModelName,
+    tune: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingOutcome:
+    """Walk-forward evaluate `algorithm`, validate its decision policy, fit and save the final
+    model (the manifest holds the policy the bot and the API will trade)."""
+    dataset, result = walk_forward_model(
+        candles, settings, algorithm=algorithm, tune=tune, progress=progress
+    )
+    proba = result.predictions[["proba_up"]]
+    decision, _stream = validate_policy(proba, result.predictions["fold"], candles, settings)
+    return save_final_model(
+        candles,
+        settings,
+        dataset=dataset,
+        result=result,
+        decision=decision,
+        symbol=symbol,
+        timeframe=timeframe,
+        tune=tune,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSelection:
+    """What `cryptopred train --models ... --select` produced.
+
+    `chosen` is None when the nested rule preferred staying flat to every model's best policy;
+    nothing is saved then.
+    """
+
+    walk_forwards: dict[ModelName, WalkForwardResult]
+    decision: ValidatedPolicy
+    chosen: TrainingOutcome | None
+
+
+def select_and_train(
+    candles: pd.DataFrame,
+    settings: Settings,
+    *,
+    symbol: str,
+    timeframe: str,
+    algorithms: Sequence[ModelName],
+    tune: bool | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ModelSelection:
+    """Walk-forward every algorithm, choose (model, policy) by the nested rule, save the chosen.
+
+    The choice among models is one more dimension of the same search (every candidate counts
+    in the evidence: DSR and PBO are computed over models x policies).
+    """
+    runs: dict[ModelName, tuple[Dataset, WalkForwardResult]] = {}
+    for algorithm in algorithms:
+        report = None if progress is None else (lambda d, t, a=algorithm: progress(a, d, t))
+        runs[algorithm] = walk_forward_model(
+            candles, settings, algorithm=algorithm, tune=tune, progress=report
+        )
+    first = next(iter(runs.values()))[1].predictions
+    proba = pd.DataFrame({name: run[1].predictions["proba_up"] for name, run in runs.items()})
+    decision, stream = validate_policy(proba.loc[first.index], first["fold"], candles, settings)
+    walk_forwards = {name: run[1] for name, run in runs.items()}
+    if stream < 0 or decision.policy.stay_flat:
+        return ModelSelection(walk_forwards, decision, None)
+    algorithm = list(runs)[stream]
+    dataset, result = runs[algorithm]
+    chosen = save_final_model(
+        candles,
+        settings,
+        dataset=dataset,
+        result=result,
+        decision=decision,
+        symbol=symbol,
+        timeframe=timeframe,
+        tune=tune,
+    )
+    return ModelSelection(walk_forwards, decision, chosen)
