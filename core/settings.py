@@ -333,7 +333,8 @@ class DecisionSettings(_Section):
     grid: PolicyGridSettings = PolicyGridSettings()
     objective: Literal["log_growth", "sharpe", "sortino"] = "log_growth"
     min_trades: int = Field(default=5, ge=0)
-    min_t_stat: float = Field(default=1.0, ge=0.0)
+    min_t_stat: float = Field(default=0.0, ge=0.0)
+    deflate_evidence: bool = True
     selection_bars: int | None = Field(default=None, ge=10)
     live_policy: Literal["manifest", "config"] = "manifest"
     pbo_blocks: int = Field(default=16, ge=2)

@@ -3,9 +3,10 @@
 For every walk-forward test window, each candidate (a probability stream, e.g. one model at one
 label horizon, with one policy from the grid) is scored on the out-of-sample predictions that
 came strictly BEFORE the window (the earlier folds' test windows, optionally only the last
-`selection_bars` of them). The best candidate that passes the evidence rule (enough trades, a
-t-statistic of its net per-candle returns above `min_t_stat`, and a better objective than staying
-flat) trades the window; otherwise the window stays flat. The first window has no earlier
+`selection_bars` of them). The best candidate that passes the evidence rule (enough trades; a
+timing t-statistic, net of costs and of the market's drift, above `evidence_bar`: what the best
+of that many skill-less candidates reaches by luck, plus `min_t_stat`; and a better objective
+than staying flat) trades the window; otherwise the window stays flat. The first window has no earlier
 out-of-sample predictions and therefore stays flat. Nothing of the window itself (prices,
 labels, probabilities) reaches its own choice.
 
@@ -28,6 +29,7 @@ import numpy.typing as npt
 
 from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
 from ml.decision import positions_for_policies
+from ml.overfitting import expected_max_sharpe
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +98,14 @@ class CandidateReturns:
         log_gross: the same before costs.
         entries: True where a candidate decides a new position (a trade starts).
         exposure: signed fraction of equity targeted at each close.
+        market: close-to-close return of each candle (what holding earns), shape (T,).
     """
 
     log_net: FloatMatrix
     log_gross: FloatMatrix
     entries: npt.NDArray[np.bool_]
     exposure: FloatMatrix
+    market: npt.NDArray[np.float64]
 
 
 def candidate_returns(
@@ -134,11 +138,14 @@ def candidate_returns(
     previous = np.zeros_like(side)
     previous[1:] = side[:-1]
     entries = (side != 0) & (side != previous)
+    market = np.zeros(len(close))
+    market[1:] = close[1:] / close[:-1] - 1
     return CandidateReturns(
         log_net=np.log(np.maximum(net, 1e-12)),
         log_gross=np.log(np.maximum(gross, 1e-12)),
         entries=entries,
         exposure=exposure,
+        market=market,
     )
 
 
@@ -152,7 +159,7 @@ class FoldChoice:
         window_start: first row of the selection window (rows [window_start, start)).
         candidate: index of the chosen candidate (the flat candidate when nothing qualified).
         score: the objective of the chosen candidate on the selection window.
-        t_stat: t-statistic of its net per-candle log returns on the selection window.
+        t_stat: its timing t-statistic on the selection window (`timing_t_statistics`).
         n_trades: its trades started in the selection window.
         n_eligible: candidates that passed the evidence rule.
         reason: why this candidate, in words.
@@ -197,6 +204,35 @@ def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
         return np.where(spread > 0, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
 
 
+def timing_t_statistics(
+    returns: CandidateReturns, first: int, stop: int
+) -> npt.NDArray[np.float64]:
+    """t-statistic of each candidate's net returns in excess of holding its own AVERAGE
+    exposure all the time (rows [first, stop)): timing skill, net of costs.
+
+    Measuring against flat would reward any long-biased rule for the market's drift (a
+    trending random walk makes them look skilled); against its average exposure, only
+    being in the market at better-than-random times counts.
+    """
+    net = np.expm1(returns.log_net[first:stop])
+    market = returns.market[first:stop]
+    average = returns.exposure[first:stop].mean(axis=0)
+    return t_statistics(net - market[:, None] * average[None, :])
+
+
+def evidence_bar(n_trading: int, cfg: DecisionSettings) -> float:
+    """The t-statistic a candidate needs: `min_t_stat`, plus (with `deflate_evidence`) the t
+    that the best of `n_trading` skill-less candidates reaches by luck (Bailey & Lopez de
+    Prado 2014, E[max] of N standard normals), so that searching more candidates asks for
+    more evidence instead of finding more luck.
+
+    >>> round(evidence_bar(36, DecisionSettings(min_t_stat=0.0)), 2)
+    2.15
+    """
+    luck = expected_max_sharpe(max(n_trading, 1), 1.0) if cfg.deflate_evidence else 0.0
+    return cfg.min_t_stat + luck
+
+
 def choose_nested(
     returns: CandidateReturns,
     windows: Sequence[tuple[int, int, int]],
@@ -234,9 +270,10 @@ def _choose_one(
         return choice(flat, 0.0, 0.0, 0, 0, "no earlier out-of-sample predictions: stay flat")
     window = returns.log_net[first:start]
     scores = objective_scores(window, cfg.objective)
-    t_stats = t_statistics(window)
+    t_stats = timing_t_statistics(returns, first, start)
     trades = returns.entries[first:start].sum(axis=0)
-    eligible = (trades >= max(cfg.min_trades, 1)) & (t_stats >= cfg.min_t_stat) & (scores > 0)
+    bar = evidence_bar(returns.log_net.shape[1] - 1, cfg)
+    eligible = (trades >= max(cfg.min_trades, 1)) & (t_stats >= bar) & (scores > 0)
     eligible[flat] = False
     n_eligible = int(eligible.sum())
     if not n_eligible:
@@ -246,7 +283,7 @@ def _choose_one(
             0.0,
             0,
             0,
-            f"no candidate had >= {cfg.min_trades} trades, t >= {cfg.min_t_stat:g} and a "
+            f"no candidate had >= {cfg.min_trades} trades, t >= {bar:.2f} and a "
             f"positive {cfg.objective} over {start - first} candles: stay flat",
         )
     best = int(np.flatnonzero(eligible)[np.argmax(scores[eligible])])

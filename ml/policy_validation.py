@@ -72,8 +72,8 @@ def validate_policy(
     evidence = _nested_evidence(search, nested, prices)
     validated = ValidatedPolicy(
         policy=policy,
-        chosen_by=f"nested rule ({cfg.objective}, >= {cfg.min_trades} trades, t >= "
-        f"{cfg.min_t_stat:g}) on {n_rows} out-of-sample candles: {forward.reason}",
+        chosen_by=f"nested rule ({cfg.objective}, >= {cfg.min_trades} trades, deflated t) on "
+        f"{n_rows} out-of-sample candles: {forward.reason}",
         n_candidates=search.n_candidates,
         **evidence,
     )
