@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from ml.signals import signals_from_proba
 
 from benchmarks.strategy_speed import DEFAULT_DATA, load_candles, sma_proba
-from core.settings import SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, StrategySettings
+from ml.decision import TargetPositions, positions_from_proba
 from strategy.runner import run_strategy
 from strategy.vectorized import simulate_signals
 
@@ -42,19 +42,20 @@ def extend_candles(candles: pd.DataFrame, factor: int) -> pd.DataFrame:
     return pd.concat(copies)
 
 
-def time_backtrader(frame: pd.DataFrame, signal: SignalSettings, cfg: StrategySettings) -> float:
+def time_backtrader(frame: pd.DataFrame, targets: TargetPositions, cfg: StrategySettings) -> float:
     """Seconds of one `run_strategy` call."""
     started = time.perf_counter()
-    run_strategy(frame, timeframe="1h", signal=signal, strategy=cfg)
+    run_strategy(frame, timeframe="1h", side=targets.side, size=targets.size, strategy=cfg)
     return time.perf_counter() - started
 
 
-def time_twin(frame: pd.DataFrame, signal: SignalSettings, cfg: StrategySettings) -> float:
-    """Seconds of one `simulate_signals` call (positions included)."""
+def time_twin(frame: pd.DataFrame, targets: TargetPositions, cfg: StrategySettings) -> float:
+    """Seconds of one `simulate_signals` call."""
     started = time.perf_counter()
     simulate_signals(
         frame,
-        signals_from_proba(frame["proba_up"].to_numpy(), signal),
+        targets.side,
+        sizes=targets.size,
         cash=cfg.cash,
         fee_rate=cfg.fee_rate,
         slippage_bps=cfg.slippage_bps,
@@ -71,13 +72,14 @@ def main() -> None:
     args = parser.parse_args()
     base = load_candles(args.data)
     frames = {1: base, args.factor: extend_candles(base, args.factor)}
-    for frame in frames.values():
-        frame["proba_up"] = sma_proba(frame)
-    signal, cfg = SignalSettings(), StrategySettings(fee_rate=0.001, slippage_bps=5.0)
+    targets = {
+        size: positions_from_proba(sma_proba(f), DecisionPolicy()) for size, f in frames.items()
+    }
+    cfg = StrategySettings(fee_rate=0.001, slippage_bps=5.0)
     results: dict[str, dict[int, float]] = {"backtrader": {}, "numpy twin": {}}
     for size, frame in frames.items():
         for name, timer in (("backtrader", time_backtrader), ("numpy twin", time_twin)):
-            seconds = [timer(frame, signal, cfg) for _ in range(args.repeat)]
+            seconds = [timer(frame, targets[size], cfg) for _ in range(args.repeat)]
             results[name][size] = statistics.median(seconds)
             print(
                 f"{name:10s} {len(frame):>9,} candles: median {results[name][size]:7.3f} s "

@@ -6,10 +6,10 @@ Usage:
 
 Both strategies get the same candles through the same feed class (`PredictionFeed`), the same
 broker set-up (`configure_broker`), no analyzers or observers (as `run_strategy`), and the same
-per-bar recording (equity and units lists, fills in `notify_order`). The ML strategy reads
-`proba_up` and calls `ml.signals.signal_from_proba`; the bare one reads the signal that
-`signals_from_proba` precomputed from the same probabilities (in the same line). Both must end
-with the same equity. Runs alternate and the median of each is reported (others share the CPUs).
+per-bar recording (equity and units lists, fills in `notify_order`). Both read the targets that
+`ml.decision.positions_from_proba` precomputed from the same probabilities (`target_side`,
+`target_size` lines); the ML strategy adds its trade records, stop/take-profit handling and size
+scaling. Both must end with the same equity. Runs alternate and the median of each is reported (others share the CPUs).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 import pandas as pd
-from ml.signals import signals_from_proba
 
-from core.settings import QualitySettings, SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, QualitySettings, StrategySettings
 from data.files import read_candle_file
 from data.quality import clean_candles
+from ml.decision import positions_from_proba
 from strategy.costs import configure_broker
 from strategy.feeds import make_prediction_feed
 from strategy.ml_signal import MLSignalStrategy
@@ -37,12 +37,12 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Binanc
 
 
 class BareSignalStrategy(bt.Strategy):
-    """Trades the precomputed target (-1/0/1) in the `proba_up` line; same orders and records."""
+    """Trades the precomputed target (-1/0/1) in the `target_side` line; same orders and records."""
 
     params: Any = (("position_fraction", 0.95),)
 
     def __init__(self) -> None:
-        self._signal = self.data.proba_up
+        self._signal = self.data.target_side
         self.equity: list[float] = []
         self.units: list[float] = []
         self.fills: list[tuple[float, float, float]] = []
@@ -99,15 +99,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     candles = load_candles(args.data)
-    proba = sma_proba(candles)
-    signal_cfg, cfg = SignalSettings(), StrategySettings(fee_rate=0.001, slippage_bps=5.0)
-    ml_frame = candles.assign(proba_up=proba)
-    bare_frame = candles.assign(proba_up=signals_from_proba(proba, signal_cfg).astype("float64"))
+    targets = positions_from_proba(sma_proba(candles), DecisionPolicy())
+    cfg = StrategySettings(fee_rate=0.001, slippage_bps=5.0)
+    frame = candles.assign(target_side=targets.side.astype("float64"), target_size=targets.size)
+    ml_frame = bare_frame = frame
     ml_speed, bare_speed = [], []
     for _ in range(args.repeat):
-        speed, ml_final = time_run(
-            ml_frame, MLSignalStrategy, cfg, signal=signal_cfg, position_fraction=0.95
-        )
+        speed, ml_final = time_run(ml_frame, MLSignalStrategy, cfg, position_fraction=0.95)
         ml_speed.append(speed)
         speed, bare_final = time_run(bare_frame, BareSignalStrategy, cfg, position_fraction=0.95)
         bare_speed.append(speed)

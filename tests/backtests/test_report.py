@@ -50,8 +50,18 @@ def _objects(payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     models = payload["models"]
     segments = [segment for model in models for segment in model["segments"]]
     fees = [model["fee_sensitivity"] for model in models]
+    decision = payload["decision"]
+    choices = decision["choices"] + [c for model in models for c in model["choices"]]
     return {
         "report": [payload],
+        "decision": [decision],
+        "choice": choices,
+        "decision_fold": decision["folds"],
+        "deflated_sharpe": [decision["deflated_sharpe"]],
+        "overfitting": [decision["overfitting"]] if decision["overfitting"] else [],
+        "sharpe_difference": [decision["sharpe_vs_buy_and_hold"]],
+        "hindsight": [decision["hindsight"]],
+        "hindsight_row": decision["hindsight"]["rows"],
         "period": [payload["data"], payload["period"]],
         "settings": [payload["settings"]],
         "model": models,
@@ -60,7 +70,7 @@ def _objects(payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         + [s["classification"] for s in segments if s["classification"] is not None],
         "baselines": [m["baselines"] for m in models],
         "significance": [m["significance"] for m in models],
-        "trading": [payload["buy_and_hold"]]
+        "trading": [payload["buy_and_hold"], decision["trading"]]
         + [m["trading"] for m in models]
         + [s["trading"] for s in segments],
         "fee_sensitivity": fees,
