@@ -112,11 +112,17 @@ def model_verdict(model: ModelBacktest, *, fee_bps: float) -> list[str]:
     trading = model.trading
     gap_pp = abs(model.excess_return) * 100
     side = "BEAT" if model.excess_return > 0 else "LOST to"
+    if trading.n_trades == 0 and trading.n_open_trades == 0:
+        outcome = "It never traded (the policy stayed flat): no money made or lost."
+    else:
+        outcome = (
+            f"It {'made' if trading.total_return > 0 else 'lost'} money after costs "
+            f"({fee_bps:g} bps fee per side, {trading.n_trades:,} closed trades)."
+        )
     lines = [
         f"The strategy {side} buy-and-hold by {gap_pp:.1f} pp "
         f"({_pct(trading.total_return)} vs {_pct(trading.buy_and_hold_return)}).",
-        f"It {'made' if trading.total_return > 0 else 'lost'} money after costs "
-        f"({fee_bps:g} bps fee per side, {trading.n_trades:,} closed trades).",
+        outcome,
     ]
     sig = model.significance
     better = "significantly better" if sig.is_significant() else "NOT significantly better"

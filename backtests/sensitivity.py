@@ -144,6 +144,8 @@ def _break_even(
     points: tuple[FeePoint, ...], refine: Callable[[float], float] | None
 ) -> tuple[float | None, BreakEvenStatus, str]:
     """Fee per side where the return crosses zero: bisection with `refine`, else interpolation."""
+    if points and all(p.n_trades == 0 for p in points):
+        return None, "never_profitable", "the policy never trades at any of these fees"
     if not points or points[0].total_return <= 0:
         first = f"{points[0].fee_bps:g}" if points else "0"
         return None, "never_profitable", f"loses money even at {first} bps per side"

@@ -167,7 +167,12 @@ def verdict_words(
     beats_risk = _finite(mine.sharpe) > _finite(bh.sharpe)
     versus = stats.sharpe_vs_buy_and_hold
     luck = 1 - stats.deflated.probability
-    if beats_return and beats_risk:
+    if not len(run.trades):
+        head = (
+            "never found enough evidence to trade (it stayed flat in every fold), so it does "
+            "NOT beat buy-and-hold"
+        )
+    elif beats_return and beats_risk:
         head = "BEATS buy-and-hold after costs, on return and risk-adjusted (Sharpe)"
     elif beats_risk:
         head = "beats buy-and-hold risk-adjusted (Sharpe) but NOT on total return after costs"

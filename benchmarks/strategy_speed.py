@@ -9,7 +9,8 @@ broker set-up (`configure_broker`), no analyzers or observers (as `run_strategy`
 per-bar recording (equity and units lists, fills in `notify_order`). Both read the targets that
 `ml.decision.positions_from_proba` precomputed from the same probabilities (`target_side`,
 `target_size` lines); the ML strategy adds its trade records, stop/take-profit handling and size
-scaling. Both must end with the same equity. Runs alternate and the median of each is reported (others share the CPUs).
+scaling. Both must end with the same equity. Runs alternate and the median of each is reported
+(others share the CPUs).
 """
 
 from __future__ import annotations
