@@ -6,8 +6,8 @@ came strictly BEFORE the window (the earlier folds' test windows, optionally onl
 `selection_bars` of them). The best candidate that passes the evidence rule (enough trades; a
 timing t-statistic, net of costs and of the market's drift, above `evidence_bar`: what the best
 of that many skill-less candidates reaches by luck, plus `min_t_stat`; and a better objective
-than staying flat) trades the window; otherwise the window stays flat. The first window has no earlier
-out-of-sample predictions and therefore stays flat. Nothing of the window itself (prices,
+than staying flat) trades the window; otherwise the window stays flat. The first window has no
+earlier out-of-sample predictions and therefore stays flat. Nothing of the window itself (prices,
 labels, probabilities) reaches its own choice.
 
 Candidates are scored with a vectorised return model of the fill rules (target decided at the
