@@ -197,16 +197,7 @@ def verdict_words(
         )
     )
     if stats.overfitting is not None:
-        pbo = stats.overfitting.probability
-        lines.append(
-            f"Probability of backtest overfitting {pbo:.0%} over {stats.overfitting.n_candidates} "
-            f"candidates ({stats.overfitting.n_combinations} CSCV splits): "
-            + (
-                "the in-sample best is usually below median out of sample"
-                if pbo > 0.5
-                else "the in-sample best usually stays above median out of sample"
-            )
-        )
+        lines.append(_pbo_words(stats.overfitting))
     significant = stats.deflated.probability >= _SIGNIFICANT
     lines.append(
         "The Sharpe ratio is unlikely to be selection luck (DSR >= 0.95)."
@@ -219,6 +210,33 @@ def verdict_words(
         f"exposure {mine.exposure:.0%}."
     )
     return tuple(lines)
+
+
+def _pbo_words(pbo: BacktestOverfitting) -> str:
+    """The PBO in words: how often the in-sample best fell to the out-of-sample median or below.
+
+    >>> z = np.zeros(1)
+    >>> fake = BacktestOverfitting(0.1, z, 70, 8, 5, 0.0, 0.0, z, z, 10, 0)
+    >>> _pbo_words(fake)[-40:]
+    'the ranking of candidates is informative'
+    """
+    share = pbo.probability
+    if share >= 0.5:
+        meaning = (
+            "the in-sample best usually falls to the out-of-sample median or below: "
+            "the search overfits"
+        )
+    elif share > 0.2:
+        meaning = (
+            "the in-sample best beats the out-of-sample median only somewhat more often "
+            "than not: a weak ranking"
+        )
+    else:
+        meaning = "the ranking of candidates is informative"
+    return (
+        f"Probability of backtest overfitting {share:.0%} over {pbo.n_candidates} candidates "
+        f"({pbo.n_combinations:,} CSCV splits): {meaning}"
+    )
 
 
 def _finite(value: float) -> float:
