@@ -182,6 +182,8 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
 
     >>> objective_scores(np.array([[0.01, 0.0], [0.03, 0.0]]), "log_growth").round(3).tolist()
     [0.04, 0.0]
+    >>> objective_scores(np.array([[0.01, 0.0], [0.03, 0.0]]), "sortino").tolist()
+    [inf, 0.0]
     """
     if objective == "log_growth":
         return log_returns.sum(axis=0)
@@ -190,8 +192,11 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
         spread = log_returns.std(axis=0, ddof=1)
     else:  # sortino: downside deviation below zero
         spread = np.sqrt((np.minimum(log_returns, 0.0) ** 2).mean(axis=0))
+    # No spread: a positive mean without a single losing candle is the best possible ratio
+    # (inf), anything else scores like flat.
+    unbounded = np.where(mean > 0, np.inf, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(spread > 0, mean / spread, 0.0)
+        return np.where(spread > 0, mean / spread, unbounded)
 
 
 def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
