@@ -19,7 +19,6 @@ import yaml
 
 from tests.api.conftest import SMALL_ML, api_settings, install_model, seed_database, write_report
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -32,10 +31,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = Path("/tmp/dashboard.png")
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
-]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -106,14 +102,14 @@ def server(tmp_path: Path, trained_registry: Path) -> Iterator[str]:
     assert "Traceback" not in server_log and " ERROR " not in server_log, server_log[-2000:]
 
 
-def test_dashboard_in_a_real_browser(server: str) -> None:
+def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:
     from playwright.sync_api import sync_playwright  # only this slow test needs it
 
     console_errors: list[str] = []
     requested: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
