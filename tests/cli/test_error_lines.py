@@ -1,10 +1,16 @@
 """Expected CLI failures end in one `error:` line and exit 2 (no traceback, no pydantic dump)."""
 
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.cli.conftest import write_config
 
 runner = CliRunner()
 
@@ -21,4 +27,55 @@ def test_cli_config_seed_as_text_exits_2_with_one_error_line(tmp_path: Path) -> 
     assert result.exit_code == 2
     (line,) = error_lines(result.output)
     assert "ml.seed: expected an integer, got text '42'" in line
+    assert "Traceback" not in result.output
+
+
+@contextmanager
+def read_only_folder(path: Path) -> Iterator[None]:
+    """Make `path` refuse new files for real: chmod for a normal user; as root (which ignores
+    the mode bits) the immutable attribute (`chattr +i`), which binds root too."""
+    as_root = os.geteuid() == 0
+    chattr = shutil.which("chattr")
+    assert not as_root or chattr, "running as root needs chattr to make a folder read-only"
+    if as_root:
+        subprocess.run([chattr, "+i", str(path)], check=True)
+    else:
+        path.chmod(0o555)
+    try:
+        yield
+    finally:
+        if as_root:
+            subprocess.run([chattr, "-i", str(path)], check=True)
+        else:
+            path.chmod(0o755)
+
+
+def test_cli_data_import_into_a_read_only_cache_exits_2_and_keeps_the_cache(
+    config_file: Path, candle_csv: Path
+) -> None:
+    args = ["--config", str(config_file), "data", "import", str(candle_csv)]
+    assert runner.invoke(app, args).exit_code == 0
+    folder = config_file.parent / "cache" / "binance"
+    (cached,) = folder.glob("*.parquet")
+    before = cached.read_bytes()
+    with read_only_folder(folder):
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert f"{folder}: cannot write the candle cache there" in line
+    assert "Traceback" not in result.output
+    assert cached.read_bytes() == before
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_cli_data_import_with_a_file_in_place_of_the_cache_folder_exits_2(
+    tmp_path: Path, candle_csv: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file where data.cache_dir's parent should be\n")
+    config = write_config(tmp_path, data={"cache_dir": str(blocker / "cache")})
+    result = runner.invoke(app, ["--config", str(config), "data", "import", str(candle_csv)])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert "cannot write the candle cache there (Not a directory)" in line
     assert "Traceback" not in result.output
