@@ -18,7 +18,7 @@ from data.candles import prepare_candles
 from ml.evaluation import ClassificationMetrics
 from ml.features import build_features
 from ml.leakage import check_lookahead
-from ml.registry import current_model_id, list_models, promote_model, read_manifest
+from ml.registry import current_model_id, promote_model, read_manifest, scan_models
 from ml.walk_forward import WalkForwardResult
 from ml.workflow import train_model
 
@@ -132,10 +132,14 @@ def list_command(ctx: typer.Context) -> None:
     """Table of saved models with their out-of-sample metrics."""
     settings = require_settings(ctx.obj)
     root = settings.ml.registry_dir
-    manifests = list_models(root)
+    manifests, broken = scan_models(root)
     console = Console()
+    for item in broken:  # one line each, never wrapped: grep-able
+        console.print(f"BROKEN {item.model_id}: {item.reason}", highlight=False, soft_wrap=True)
     if not manifests:
-        console.print(f"No models in {root}; train one with `cryptopred train`")
+        console.print(
+            f"No {'readable ' if broken else ''}models in {root}; train one with `cryptopred train`"
+        )
         return
     table = Table(title=f"Models in {root}")
     for column in ("model id", "current", "trained until", "OOS ROC-AUC", "OOS accuracy"):

@@ -79,3 +79,40 @@ def test_cli_data_import_with_a_file_in_place_of_the_cache_folder_exits_2(
     (line,) = error_lines(result.output)
     assert "cannot write the candle cache there (Not a directory)" in line
     assert "Traceback" not in result.output
+
+
+def _break_registry(root: Path) -> None:
+    """Two model folders whose manifests cannot be read: truncated JSON, wrong schema."""
+    for name, text in (
+        ("BTC_USDT-1h-logreg-20240101T0000Z", '{"model_id": '),
+        ("BTC_USDT-1h-logreg-20240102T0000Z", '{"model_id": "x", "symbol": 3}'),
+    ):
+        (root / name).mkdir(parents=True)
+        (root / name / "manifest.json").write_text(text, encoding="utf-8")
+
+
+def test_cli_models_list_shows_corrupt_manifests_as_broken(config_file: Path) -> None:
+    _break_registry(config_file.parent / "models")
+    result = runner.invoke(app, ["--config", str(config_file), "models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert (
+        "BROKEN BTC_USDT-1h-logreg-20240101T0000Z: manifest.json: Invalid JSON: EOF while "
+        "parsing a value at line 1 column 13"
+    ) in lines
+    assert (
+        "BROKEN BTC_USDT-1h-logreg-20240102T0000Z: manifest.json: exchange: Field required "
+        "(+14 more)"
+    ) in lines
+    assert not any(line.startswith("No models in") for line in lines)
+
+
+def test_cli_models_show_corrupt_manifest_is_one_error_line(config_file: Path) -> None:
+    _break_registry(config_file.parent / "models")
+    args = ["--config", str(config_file), "models", "show", "BTC_USDT-1h-logreg-20240102T0000Z"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    (line,) = error_lines(result.output)
+    assert "manifest.json is unreadable or corrupt (exchange: Field required (+14 more))" in line
+    assert "validation errors" not in result.output
+    assert "errors.pydantic.dev" not in result.output
