@@ -1,16 +1,12 @@
 """Expected CLI failures end in one `error:` line and exit 2 (no traceback, no pydantic dump)."""
 
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli.main import app
 from tests.cli.conftest import write_config
+from tests.filesystem import read_only_folder
 
 runner = CliRunner()
 
@@ -28,26 +24,6 @@ def test_cli_config_seed_as_text_exits_2_with_one_error_line(tmp_path: Path) -> 
     (line,) = error_lines(result.output)
     assert "ml.seed: expected an integer, got text '42'" in line
     assert "Traceback" not in result.output
-
-
-@contextmanager
-def read_only_folder(path: Path) -> Iterator[None]:
-    """Make `path` refuse new files for real: chmod for a normal user; as root (which ignores
-    the mode bits) the immutable attribute (`chattr +i`), which binds root too."""
-    as_root = os.geteuid() == 0
-    chattr = shutil.which("chattr")
-    assert not as_root or chattr, "running as root needs chattr to make a folder read-only"
-    if as_root:
-        subprocess.run([chattr, "+i", str(path)], check=True)
-    else:
-        path.chmod(0o555)
-    try:
-        yield
-    finally:
-        if as_root:
-            subprocess.run([chattr, "-i", str(path)], check=True)
-        else:
-            path.chmod(0o755)
 
 
 def test_cli_data_import_into_a_read_only_cache_exits_2_and_keeps_the_cache(
