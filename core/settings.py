@@ -409,6 +409,7 @@ class BotSettings(_Section):
     max_backfill_bars: int = Field(default=48, ge=0)
     warmup_bars: int | None = Field(default=None, ge=10)
     max_model_age: Duration = timedelta(days=30)
+    model_wait_seconds: float | None = Field(default=30.0, gt=0)
     retrain: RetrainSettings = RetrainSettings()
     webhook: WebhookSettings = WebhookSettings()
 
