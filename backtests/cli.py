@@ -16,6 +16,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from backtests.decision_console import decision_table
+from backtests.output import check_reports_dir, save_report
 from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
 from backtests.sweep import (
@@ -225,6 +226,7 @@ def single_command(
     model_id: str | None,
 ) -> None:
     """Backtest one symbol (several models, or one saved model), report, record and print."""
+    check_reports_dir(settings.backtest.reports_dir)  # before the work, not after it
     check_candle_sources(settings, [symbol or settings.data.symbol], files=files, offline=offline)
     if model_id is not None:
         manifest = read_manifest(settings.ml.registry_dir, model_id)
@@ -246,10 +248,11 @@ def single_command(
             model_id=model_id,
             progress=bars,
         )
-    written = write_report(result, settings.backtest.reports_dir)
-    record_run(result, written, settings)
-    print_report(result, Console())
-    typer.echo(str(written.html.resolve()))
+    print_report(result, Console())  # first: kept even if the files cannot be written
+    saved = save_report(lambda d: write_report(result, d), settings.backtest.reports_dir)
+    record_run(result, saved.files, settings)
+    typer.echo(str(saved.files.html.resolve()))
+    saved.raise_if_moved()
 
 
 def _symbols_option(
@@ -279,6 +282,7 @@ def sweep_command(
     offline: bool,
 ) -> None:
     """Run a symbols x models sweep, write its report, record it, print the leaderboard."""
+    check_reports_dir(settings.backtest.reports_dir)
     prepared = prepare_sweep_candles(
         settings, symbols, files=files, timeframe=timeframe, offline=offline
     )
@@ -294,10 +298,11 @@ def sweep_command(
             algorithms=algorithms,
             on_task=lambda result: progress.advance(task),
         )
-    files_written = write_sweep_report(sweep, settings.backtest.reports_dir)
-    record_sweep(sweep, files_written, settings)
     print_sweep(sweep, Console())
-    typer.echo(str(files_written.html.resolve()))
+    saved = save_report(lambda d: write_sweep_report(sweep, d), settings.backtest.reports_dir)
+    record_sweep(sweep, saved.files, settings)
+    typer.echo(str(saved.files.html.resolve()))
+    saved.raise_if_moved()
 
 
 # ----------------------------------------------------------------------------- console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Annotated
@@ -107,7 +108,8 @@ def _make_runner(settings: Settings, factory: SessionFactory, run_id: int) -> Bo
 
 def _run(settings: Settings, runner: BotRunner, *, once: bool) -> int:
     if not once:
-        run_scheduler(build_scheduler(settings.bot, runner), runner)
+        if _wait_for_models(settings, runner):
+            run_scheduler(build_scheduler(settings.bot, runner), runner)
         return 0
     reports: list[TickReport | None] = []
     # the tick runs in a thread so that the main thread can act on SIGTERM without a lock
@@ -120,6 +122,20 @@ def _run(settings: Settings, runner: BotRunner, *, once: bool) -> int:
         return 2
     report = reports[0] if reports else None
     return EXIT_SKIPPED if report is None or report.has_errors else 0
+
+
+def _wait_for_models(settings: Settings, runner: BotRunner) -> bool:
+    """Wait (SIGTERM-aware) until every market has a model; False when stopped meanwhile."""
+    interval = settings.bot.model_wait_seconds
+    if interval is None:
+        return True  # the first tick fails with "no current model", as before
+    with StopSignals(on_signal=runner.refuse_new_ticks) as signals:
+        ready = runner.wait_for_models(
+            interval_seconds=interval, stopped=lambda: signals.received is not None
+        )
+    if signals.received is not None:
+        logger.info("Received %s while waiting for a model", signal.Signals(signals.received).name)
+    return ready
 
 
 def _finish(runner: BotRunner, run_id: int) -> None:

@@ -79,7 +79,8 @@ def run_once(
     """One tick: every configured (symbol, timeframe), then one heartbeat row.
 
     Each market is independent: exchange and data errors skip that market (its candles are
-    backfilled by a later tick), unexpected errors are logged with a traceback and counted.
+    backfilled by a later tick), unexpected errors are logged with a traceback and counted;
+    the traceback of a fatal (model or config) error is logged at DEBUG only.
 
     Raises:
         ModelError: a market has no usable model (stop the bot).
@@ -115,8 +116,15 @@ def _run_market_safely(
     """The per-market error policy of STYLE.md B5."""
     try:
         result = predict_market(deps, symbol, timeframe, now=now, started=started)
-    except (ModelError, ConfigError):
-        logger.exception("Stopping the bot: %s %s cannot be predicted", symbol, timeframe)
+    except (ModelError, ConfigError) as e:
+        # expected and fatal: one line (the runner logs the message); the traceback is DEBUG
+        logger.error(
+            "Stopping the bot: %s %s cannot be predicted (%s)",
+            symbol,
+            timeframe,
+            type(e).__name__,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
         raise
     except (ExchangeError, DataError) as e:
         kind: ErrorKind = "temporary" if isinstance(e, ExchangeError) else "data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from bot.job import TickReport, run_once
 from bot.retrain import maybe_retrain
 from core.errors import AppError, ConfigError, ExchangeError, ModelError, StorageError
 from data.exchange import CandleSource
+from ml.registry import current_model_id
 from storage.db import session_scope
 from storage.repository import record_tick
 
@@ -70,6 +72,53 @@ class BotRunner:
         if not self._busy.acquire(timeout=timeout_seconds):
             return False
         self._busy.release()
+        return True
+
+    def missing_models(self) -> list[str]:
+        """The markets ("BTC/USDT 1h") with no current model promoted yet.
+
+        Raises:
+            ModelIntegrityError: a current-model pointer is corrupt.
+        """
+        bot = self.deps.settings.bot
+        root = self.deps.models.root
+        return [
+            f"{symbol} {timeframe}"
+            for timeframe in bot.timeframes
+            for symbol in bot.symbols
+            if current_model_id(root, symbol, timeframe) is None
+        ]
+
+    def wait_for_models(
+        self, *, interval_seconds: float, stopped: Callable[[], bool], poll_seconds: float = 0.1
+    ) -> bool:
+        """Block until every market has a current model (True) or `stopped()` (False).
+
+        Logs one WARNING when the wait starts and one INFO when it ends, instead of failing
+        (a container restarting the bot would crash-loop). A corrupt pointer sets `fatal`.
+        """
+        try:
+            missing = self.missing_models()
+            if missing:
+                logger.warning(
+                    "No current model for %s in %s: waiting for one (train it with `cryptopred "
+                    "train`), checking every %g s (bot.model_wait_seconds)",
+                    ", ".join(missing),
+                    self.deps.models.root,
+                    interval_seconds,
+                )
+            while missing:
+                deadline = time.monotonic() + interval_seconds
+                while time.monotonic() < deadline:
+                    if stopped():
+                        return False
+                    time.sleep(min(poll_seconds, interval_seconds))
+                missing = self.missing_models()
+                if not missing:
+                    logger.info("A current model exists now for every market: starting")
+        except ModelError as e:
+            self._fail(e)
+            return False
         return True
 
     def tick(self, timeframes: tuple[str, ...] | None = None) -> TickReport | None:

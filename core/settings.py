@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -18,9 +21,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 from core.types import MODEL_NAMES, ModelName, Timeframe
@@ -62,8 +67,72 @@ UtcDatetime = Annotated[datetime, BeforeValidator(_as_utc)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+_SCALAR_NOUNS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number"}
+_MAX_ECHO_CHARS = 40
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """`bool`, `int` or `float` when a field (or `X | None`) is one of them, else None.
+
+    >>> _scalar_type(int | None), _scalar_type(str), _scalar_type(bool)
+    (<class 'int'>, None, <class 'bool'>)
+    """
+    args = [arg for arg in get_args(annotation) if arg is not NoneType]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return _scalar_type(args[0])
+    return annotation if annotation in _SCALAR_NOUNS else None
+
+
+def _element_type(annotation: Any) -> type | None:
+    """The scalar type of every element of a `tuple[int, ...]`-like field, else None."""
+    args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+    if get_origin(annotation) is not tuple or not args or len(set(args)) != 1:
+        return None
+    return _scalar_type(args[0])
+
+
+def _check_scalar(value: Any, kind: type) -> None:
+    """Refuse what lax pydantic would coerce: `true` or `"42"` for an int, `"1.5"` or NaN for
+    a float, `1` or `"yes"` for a bool."""
+    if value is None:
+        return  # `X | None` accepts it; pydantic reports a None for a required value
+    wanted = Integral if kind is int else Real
+    ok = isinstance(value, bool) if kind is bool else isinstance(value, wanted)
+    if not ok or (kind is not bool and isinstance(value, bool)):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)[:_MAX_ECHO_CHARS]
+        got = "text" if isinstance(value, str) else type(value).__name__
+        hint = " (write it without quotes)" if isinstance(value, str) else ""
+        raise PydanticCustomError(
+            "strict_scalar",
+            "expected {noun}, got {got} {shown}{hint}",
+            {"noun": _SCALAR_NOUNS[kind], "got": got, "shown": shown, "hint": hint},
+        )
+    if kind is float and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "must be a finite number, got {value}", {"value": str(value)}
+        )
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every config section: unknown keys, coerced scalars and NaN/inf are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        """Booleans, integers and floats must be written as such in YAML (no coercion)."""
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        kind = _scalar_type(annotation)
+        if kind is not None:
+            _check_scalar(value, kind)
+        element = _element_type(annotation)
+        if element is not None and isinstance(value, list | tuple):
+            for item in value:
+                _check_scalar(item, element)
+        return value
 
 
 # --------------------------------------------------------------------------- data
@@ -421,6 +490,7 @@ class BotSettings(_Section):
     max_backfill_bars: int = Field(default=48, ge=0)
     warmup_bars: int | None = Field(default=None, ge=10)
     max_model_age: Duration = timedelta(days=30)
+    model_wait_seconds: float | None = Field(default=30.0, gt=0)
     retrain: RetrainSettings = RetrainSettings()
     webhook: WebhookSettings = WebhookSettings()
 

@@ -121,8 +121,16 @@ def write_cache(frame: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     parsed = parse_cache_path(path)
     frame = validate_ohlcv(frame, timeframe=parsed[2] if parsed else None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as e:  # read-only or missing folder, a file in the way, no inodes left
+        raise DataError(
+            f"{path.parent}: cannot write the candle cache there ({e.strerror or e}); "
+            "make data.cache_dir a writable folder (the existing cache is unchanged)"
+        ) from e
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as sink:

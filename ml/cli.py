@@ -30,9 +30,9 @@ from ml.policy_search import describe_policy
 from ml.registry import (
     ValidatedPolicy,
     current_model_id,
-    list_models,
     promote_model,
     read_manifest,
+    scan_models,
 )
 from ml.walk_forward import WalkForwardResult
 from ml.workflow import select_and_train, train_model
@@ -247,10 +247,14 @@ def list_command(ctx: typer.Context) -> None:
     """Table of saved models with their out-of-sample metrics."""
     settings = require_settings(ctx.obj)
     root = settings.ml.registry_dir
-    manifests = list_models(root)
+    manifests, broken = scan_models(root)
     console = Console()
+    for item in broken:  # one line each, never wrapped: grep-able
+        console.print(f"BROKEN {item.model_id}: {item.reason}", highlight=False, soft_wrap=True)
     if not manifests:
-        console.print(f"No models in {root}; train one with `cryptopred train`")
+        console.print(
+            f"No {'readable ' if broken else ''}models in {root}; train one with `cryptopred train`"
+        )
         return
     table = Table(title=f"Models in {root}")
     for column in ("model id", "current", "trained until", "OOS ROC-AUC", "OOS accuracy"):

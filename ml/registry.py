@@ -28,6 +28,7 @@ MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 CURRENT_DIR = "current"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_MAX_PROBLEM_CHARS = 160
 
 
 class _Typed(BaseModel):
@@ -198,8 +199,25 @@ def read_manifest(root: Path, model_id: str) -> ModelManifest:
         return ModelManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except (ValidationError, OSError, UnicodeDecodeError) as e:
         raise ModelIntegrityError(
-            f"{path} is unreadable or corrupt ({e}); retrain the model"
+            f"{path} is unreadable or corrupt ({manifest_problem(e)}); retrain the model"
         ) from e
+
+
+def manifest_problem(error: ValidationError | OSError | UnicodeDecodeError) -> str:
+    """One short line saying what is wrong with a manifest (not pydantic's multi-line dump).
+
+    >>> manifest_problem(UnicodeDecodeError("utf-8", b"\\xff", 0, 1, "invalid start byte"))
+    'not UTF-8 text'
+    """
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    problems = error.errors(include_url=False, include_input=False)
+    where = ".".join(str(part) for part in problems[0]["loc"])
+    first = f"{where}: {problems[0]['msg']}" if where else problems[0]["msg"]
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return " ".join(first.split())[:_MAX_PROBLEM_CHARS] + more
 
 
 def load_model(
@@ -248,17 +266,50 @@ def check_features(manifest: ModelManifest, features: Sequence[str]) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BrokenModel:
+    """A model folder whose manifest cannot be read; `reason` is one line."""
+
+    model_id: str
+    reason: str
+
+
 def list_models(root: Path) -> list[ModelManifest]:
-    """Manifests of every readable model, oldest first; unreadable ones are logged and skipped."""
+    """Manifests of every readable model, oldest first; broken ones are logged and skipped."""
+    manifests, broken = scan_models(root)
+    for item in broken:
+        logger.warning("Skipping model folder %s: %s", root / item.model_id, item.reason)
+    return manifests
+
+
+def scan_models(root: Path) -> tuple[list[ModelManifest], list[BrokenModel]]:
+    """Readable models (oldest first) and broken model folders (by name) of the registry.
+
+    A folder is a model folder when it holds a manifest or a model file; `current/` and hidden
+    staging folders are not.
+    """
     if not root.is_dir():
-        return []
-    manifests = []
-    for path in sorted(root.glob(f"*/{MANIFEST_FILE}")):
+        return [], []
+    manifests, broken = [], []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir() or folder.name == CURRENT_DIR or folder.name.startswith("."):
+            continue
+        if not (folder / MANIFEST_FILE).exists() and not (folder / MODEL_FILE).exists():
+            continue
         try:
-            manifests.append(read_manifest(root, path.parent.name))
+            manifests.append(read_manifest(root, folder.name))
         except (ModelIntegrityError, ModelNotFoundError) as e:
-            logger.warning("Skipping model folder %s: %s", path.parent, e)
-    return sorted(manifests, key=lambda m: (m.created_at, m.model_id))
+            broken.append(BrokenModel(folder.name, _broken_reason(e, folder)))
+    return sorted(manifests, key=lambda m: (m.created_at, m.model_id)), broken
+
+
+def _broken_reason(error: ModelIntegrityError | ModelNotFoundError, folder: Path) -> str:
+    cause = error.__cause__
+    if isinstance(cause, ValidationError | OSError | UnicodeDecodeError):
+        return f"{MANIFEST_FILE}: {manifest_problem(cause)}"
+    if not (folder / MANIFEST_FILE).is_file():
+        return f"no {MANIFEST_FILE}"
+    return str(error)
 
 
 def _pointer_path(root: Path, symbol: str, timeframe: str) -> Path:

@@ -1,4 +1,7 @@
-"""Shared fixtures only; builders live in tests/factories.py."""
+"""Shared fixtures only; builders live in tests/factories.py.
+
+Prerequisite checks and the skip summary hook live in tests/prerequisites.py.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,12 @@ import pytest
 
 from core.settings import Settings
 from tests.factories import make_ohlcv, make_settings
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.prerequisites import (
+    SHARED_DATA,
+    pytest_terminal_summary,
+    require_chromium,
+    require_shared_data,
+)
 
 
 @pytest.fixture
@@ -26,9 +33,13 @@ def ohlcv() -> pd.DataFrame:
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return require_shared_data()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """The Chromium binary (session scope: checked before any module fixture does slow work)."""
+    return require_chromium()
 
 
 def log_has(caplog: pytest.LogCaptureFixture, text: str, level: int | None = None) -> bool:
@@ -39,4 +50,4 @@ def log_has(caplog: pytest.LogCaptureFixture, text: str, level: int | None = Non
     )
 
 
-__all__ = ["log_has", "logging"]
+__all__ = ["SHARED_DATA", "log_has", "logging", "pytest_terminal_summary"]

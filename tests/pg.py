@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from storage.db import _PG_MIGRATION_LOCK
+from tests.prerequisites import require_or_skip
 
 # The key `init_db` serialises migrations with (private there; the tests check it is used).
 MIGRATION_LOCK = _PG_MIGRATION_LOCK
@@ -28,10 +29,10 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def pg_base_url() -> str:
-    """The server URL from the environment; skips the test when it is not set."""
+    """The server URL from the environment; skips the test (fails under CI) when it is unset."""
     url = os.environ.get(PG_URL_ENV)
     if not url:
-        pytest.skip(f"{PG_URL_ENV} is not set (.ci/run sets it after starting PostgreSQL)")
+        require_or_skip(f"{PG_URL_ENV} is not set (.ci/run sets it after starting PostgreSQL)")
     return url
 
 

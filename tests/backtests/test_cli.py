@@ -20,11 +20,10 @@ from cli.main import app
 from storage.db import init_db, make_engine, make_session_factory, session_scope
 from storage.repository import list_backtest_runs
 from tests.backtests.conftest import SMALL_WALK_FORWARD
-from tests.conftest import SHARED_DATA
 from tests.factories import make_ohlcv
+from tests.prerequisites import require_shared_file
 
 runner = CliRunner()
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -207,9 +206,7 @@ def btc_report(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def shared_data_dir() -> Path:
-    if not (SHARED_DATA / "Binance_BTCUSDT_1h.csv").is_file():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return require_shared_file("Binance_BTCUSDT_1h.csv").parent
 
 
 @pytest.mark.slow
@@ -247,15 +244,13 @@ def test_e2e_fee_changes_return_by_what_the_trade_count_implies(btc_report: Path
 
 
 @pytest.mark.slow
-def test_e2e_report_renders_in_headless_chromium(btc_report: Path) -> None:
-    if not CHROMIUM.is_file():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+def test_e2e_report_renders_in_headless_chromium(chromium: Path, btc_report: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     foreign: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -19,9 +19,9 @@ from data.quality import clean_candles
 from ml.registry import promote_model
 from ml.workflow import train_model
 from tests.bot.processes import HOUR_MS, Database, query
-from tests.conftest import SHARED_DATA
 from tests.emulator.candles import CandleBook
 from tests.factories import make_settings
+from tests.prerequisites import SHARED_DATA, require_shared_file
 
 BTC_FILE = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
 REPLAY_START = "2021-01-16T00:30:00"
@@ -41,9 +41,7 @@ ROWS_SQL = f"SELECT {', '.join(COLUMNS)} FROM predictions ORDER BY candle_open_m
 
 def load_served() -> pd.DataFrame:
     """The BTC candles exactly as the emulator serves them (cleaned, then 8-decimal strings)."""
-    if not BTC_FILE.is_file():
-        pytest.skip(f"shared data not found at {BTC_FILE}")
-    raw = read_candle_file(BTC_FILE)
+    raw = read_candle_file(require_shared_file(BTC_FILE.name))
     clean = clean_candles(
         raw.frame,
         timeframe="1h",

@@ -110,3 +110,30 @@ def test_live_once_with_the_exchange_down_exits_1(
     assert run is not None
     assert (run.status, run.temporary_errors) == ("stopped", 1)
     assert run.last_error is not None and "127.0.0.1:9" in run.last_error
+
+
+@pytest.mark.parametrize(("level", "traceback_shown"), [("WARNING", False), ("DEBUG", True)])
+def test_live_once_with_a_tampered_model_prints_no_traceback_below_debug(
+    tmp_path: Path,
+    emulator: BinanceEmulator,
+    bot_settings: Settings,
+    db_url: str,
+    level: str,
+    traceback_shown: bool,
+) -> None:
+    registry = bot_settings.ml.registry_dir
+    (model_file,) = registry.glob("*/model.joblib")
+    with model_file.open("ab") as handle:
+        handle.write(b"tampered")
+    config = _config(tmp_path, emulator.base_url, db_url=db_url, registry=registry)
+    raw = yaml.safe_load(config.read_text())
+    raw["logging"]["level"] = level
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["--config", str(config), "live", "--once"])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "does not match its manifest" in line
+    assert ("Traceback (most recent call last)" in result.output) is traceback_shown
+    errors = [line for line in result.output.splitlines() if " ERROR " in line]
+    assert "Stopping the bot: BTC/USDT 1h cannot be predicted (ModelIntegrityError)" in errors[0]
+    assert "The bot stops:" in errors[1] and len(errors) == 2

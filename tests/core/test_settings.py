@@ -118,3 +118,39 @@ def test_repo_config_lists_every_key_with_its_default() -> None:
             assert part in node, f"config.yaml lacks {dotted}"
             node = node[part]
     assert load_settings(REPO_CONFIG, environ={}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ml:\n  seed: true\n", "ml.seed: expected an integer, got bool true"),
+        ('ml:\n  seed: "42"\n', "ml.seed: expected an integer, got text '42'"),
+        ("ml:\n  seed: 42.5\n", "ml.seed: expected an integer, got float 42.5"),
+        ('strategy:\n  cash: "1e4"\n', "strategy.cash: expected a number, got text '1e4'"),
+        ("strategy:\n  cash: false\n", "strategy.cash: expected a number, got bool false"),
+        ("ml:\n  tuning: {enabled: 1}\n", "ml.tuning.enabled: expected true or false, got int 1"),
+        ('bot:\n  poll_seconds: "5"\n', "bot.poll_seconds: expected a number, got text '5'"),
+        ("ml:\n  features: {return_lags: [1, '2']}\n", "ml.features.return_lags: expected an"),
+    ],
+)
+def test_load_settings_refuses_coerced_scalars(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text), environ={})
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_load_settings_rejects_non_finite_floats_with_the_reason(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, f"strategy:\n  fee_rate: {value}\n"), environ={})
+    message = str(info.value)
+    assert "strategy.fee_rate: must be a finite number" in message
+    assert "less than" not in message
+
+
+def test_load_settings_keeps_plain_yaml_scalars(tmp_path: Path) -> None:
+    text = "ml:\n  seed: 7\nstrategy:\n  cash: 500\n  fee_rate: 0.002\nbot:\n  poll_seconds: null\n"
+    settings = load_settings(_write(tmp_path, text), environ={})
+    assert (settings.ml.seed, settings.strategy.cash, settings.bot.poll_seconds) == (7, 500, None)

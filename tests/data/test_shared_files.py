@@ -10,7 +10,7 @@ from core.settings import QualitySettings
 from data.files import infer_timeframe, read_candle_file
 from data.quality import Gap, clean_candles
 from data.schema import validate_ohlcv
-from tests.conftest import SHARED_DATA
+from tests.prerequisites import require_shared_file
 
 FILES = {
     "Binance_BTCUSDT_1h.csv": "1h",
@@ -34,9 +34,7 @@ def _import(path: Path, timeframe: str):
 @pytest.fixture(scope="module")
 def btc_1h_clean():
     """The cleaned BTC 1h file, imported once for the tests that only inspect it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return _import(SHARED_DATA / "Binance_BTCUSDT_1h.csv", "1h")[1]
+    return _import(require_shared_file("Binance_BTCUSDT_1h.csv"), "1h")[1]
 
 
 @pytest.mark.parametrize("name", sorted(FILES))

@@ -21,8 +21,8 @@ from ml.features import (
     feature_specs,
     warmup_bars,
 )
-from tests.conftest import SHARED_DATA
 from tests.factories import make_ohlcv
+from tests.prerequisites import require_shared_file
 
 DEFAULT = FeatureSettings()
 
@@ -48,10 +48,7 @@ def load_cdd_candles(path: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def btc() -> pd.DataFrame:
-    path = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data not found at {path}")
-    return load_cdd_candles(path)
+    return load_cdd_candles(require_shared_file("Binance_BTCUSDT_1h.csv"))
 
 
 def assert_frames_match(actual: pd.DataFrame, expected: pd.DataFrame, *, rtol: float) -> None:

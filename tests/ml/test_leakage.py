@@ -12,9 +12,10 @@ from core.errors import LookAheadError, NotEnoughDataError
 from core.settings import FeatureSettings
 from ml.features import build_features
 from ml.leakage import check_lookahead
-from tests.conftest import SHARED_DATA, log_has
+from tests.conftest import log_has
 from tests.factories import make_ohlcv
 from tests.ml.test_features import load_cdd_candles
+from tests.prerequisites import require_shared_file
 
 DEFAULT = FeatureSettings()
 Build = Callable[[pd.DataFrame], pd.DataFrame]
@@ -51,10 +52,7 @@ def test_check_lookahead_passes_on_build_features(caplog: pytest.LogCaptureFixtu
 
 
 def test_check_lookahead_passes_on_real_btc() -> None:
-    path = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data not found at {path}")
-    candles = load_cdd_candles(path).iloc[-6000:]
+    candles = load_cdd_candles(require_shared_file("Binance_BTCUSDT_1h.csv")).iloc[-6000:]
     check_lookahead(candles, lambda c: build_features(c, DEFAULT), n_cuts=8, seed=3)
 
 
