@@ -44,12 +44,15 @@ class ScoredModel:
         predictions: the predicted rows: `proba_up`, `y_true` (NaN when unknown),
             `threshold` (UP when proba_up >= it) and `fold` (1 for a registry model).
         folds: walk-forward folds (empty for a registry model).
+        name: how reports name it: the algorithm (` h=N` when several horizons ran) or the
+            registry model id.
         train_range: first and last training row of a registry model (None walk-forward).
     """
 
     algorithm: ModelName
     model_id: str | None
     horizon_bars: int
+    name: str
     proba_up: pd.Series
     predictions: pd.DataFrame
     folds: tuple[FoldResult, ...]
@@ -91,7 +94,7 @@ def score_walk_forward(
             result = run_walk_forward(
                 dataset, ml, algorithm=algorithm, compute=settings.compute, progress=report
             )
-            scored.append(_from_walk_forward(result, candles, horizon_bars=horizon))
+            scored.append(_from_walk_forward(result, candles, horizon_bars=horizon, name=name))
     return tuple(scored)
 
 
@@ -112,7 +115,7 @@ def _fold_reporter(
 
 
 def _from_walk_forward(
-    result: WalkForwardResult, candles: pd.DataFrame, *, horizon_bars: int
+    result: WalkForwardResult, candles: pd.DataFrame, *, horizon_bars: int, name: str
 ) -> ScoredModel:
     table = result.predictions
     predictions = pd.DataFrame(
@@ -127,6 +130,7 @@ def _from_walk_forward(
         algorithm=result.algorithm,
         model_id=None,
         horizon_bars=horizon_bars,
+        name=name,
         proba_up=predictions[PROBA_COLUMN].reindex(candles.index),
         predictions=predictions,
         folds=result.folds,
@@ -185,6 +189,7 @@ def score_registry_model(
         algorithm=manifest.algorithm,
         model_id=manifest.model_id,
         horizon_bars=_horizon(artifact),
+        name=manifest.model_id,
         proba_up=proba,
         predictions=_registry_predictions(proba, dataset, threshold=manifest.threshold),
         folds=(),

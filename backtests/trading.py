@@ -146,11 +146,8 @@ def strategy_inputs(candles: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 
 def stream_of(scored: ScoredModel, tested: pd.DataFrame) -> ProbabilityStream:
     """The model's out-of-sample probabilities over the tested candles, named for reports."""
-    name = scored.model_id or scored.algorithm
-    if scored.model_id is None and scored.horizon_bars != 1:
-        name = f"{scored.algorithm} h={scored.horizon_bars}"
     return ProbabilityStream(
-        name, scored.algorithm, scored.horizon_bars, scored.proba_up.reindex(tested.index)
+        scored.name, scored.algorithm, scored.horizon_bars, scored.proba_up.reindex(tested.index)
     )
 
 
