@@ -28,7 +28,7 @@ import pandas as pd
 from backtests.decisions import decide, fold_windows
 from backtests.metrics import buy_and_hold_equity
 from backtests.scoring import score_walk_forward
-from backtests.trading import stream_of, strategy_inputs, trade_model, trade_selection
+from backtests.trading import strategy_inputs, stream_of, trade_model, trade_selection
 from backtests.verdict import selection_stats
 from core.settings import Settings
 from data.candles import prepare_candles
