@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 DATA ?=
+OFFLINE ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint pytest test-fast test-slow backtest train bot api install dev clean
@@ -25,7 +26,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 run: install
-	$(BIN)/cryptopred --config $(CONFIG) backtest $(if $(DATA),--data "$(DATA)")
+	$(BIN)/cryptopred --config $(CONFIG) backtest $(if $(DATA),--data "$(DATA)") $(if $(OFFLINE),--offline)
 
 test: dev
 	$(MAKE) lint
@@ -48,7 +49,7 @@ test-slow: dev
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 train: install
-	$(BIN)/cryptopred --config $(CONFIG) train $(if $(DATA),--data "$(DATA)")
+	$(BIN)/cryptopred --config $(CONFIG) train $(if $(DATA),--data "$(DATA)") $(if $(OFFLINE),--offline)
 
 backtest: run
 

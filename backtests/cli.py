@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -184,8 +185,9 @@ def backtest_command(
     --symbols with several symbols runs a sweep: one walk-forward backtest per (symbol, model)
     pair, dispatched through `compute` (local or Dask), and one report with a leaderboard.
     Candles come from --data (one file per symbol, in order), --offline (the candle cache,
-    filled by `cryptopred data import`/`fetch`) or the exchange. The last line printed is the
-    path of the HTML report.
+    filled by `cryptopred data import`/`fetch`) or the exchange; when the exchange cannot be
+    reached and nothing is cached, a single-symbol backtest runs on the bundled sample of that
+    market, if there is one, and says so. The last line printed is the path of the HTML report.
     """
     settings = with_overrides(require_settings(ctx.obj), start=start, end=end, out=out)
     settings = with_decision_overrides(settings, horizons=horizons, decision=decision)
@@ -237,6 +239,7 @@ def single_command(
         symbol=symbol,
         timeframe=timeframe,
         offline=offline,
+        sample_fallback=True,
     )
     with _bars(Console(stderr=True)) as bars:
         result = run_backtest(
@@ -248,6 +251,7 @@ def single_command(
             model_id=model_id,
             progress=bars,
         )
+    result = replace(result, data_source=prepared.describe(), is_sample=prepared.is_sample)
     print_report(result, Console())  # first: kept even if the files cannot be written
     saved = save_report(lambda d: write_report(result, d), settings.backtest.reports_dir)
     record_run(result, saved.files, settings)
@@ -308,6 +312,9 @@ def sweep_command(
 # ----------------------------------------------------------------------------- console
 def print_report(result: BacktestResult, console: Console) -> None:
     """The console report: banners, per-fold tables, leaderboard and the verdict."""
+    if result.data_source:
+        style = "bold white on red" if result.is_sample else ""
+        console.print(f"Data: {result.data_source}", style=style, highlight=False)
     for model in result.models:
         if model.in_sample:
             console.print(

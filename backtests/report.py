@@ -289,6 +289,8 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
         "symbol": result.symbol,
         "timeframe": result.timeframe,
         "data": _period(result.data_start, result.data_end, result.n_candles),
+        "data_source": result.data_source,
+        "data_sample": result.is_sample,
         "period": _period(result.period_start, result.period_end, len(result.candles)),
         "settings": {
             "strategy": settings.strategy.model_dump(mode="json"),

@@ -57,6 +57,8 @@ class BacktestResult:
     models: tuple[ModelBacktest, ...]
     selection: Selection
     seconds: float
+    data_source: str = ""  # where the candles came from, in words (set by the caller)
+    is_sample: bool = False  # True: the bundled sample, not the user's candles
 
     @property
     def period_start(self) -> pd.Timestamp:

@@ -17,10 +17,27 @@ class _UtcFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
+class _StderrHandler(logging.Handler):
+    """Write each record to whatever `sys.stderr` is when the record is emitted.
+
+    While rich shows live progress bars in a terminal it swaps `sys.stderr` for a proxy that
+    prints through the bars' console, above the bars; a handler that kept the original stream
+    would glue its lines onto the bars instead.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # the logging contract: report through handleError, never raise
+            self.handleError(record)
+
+
 def setup_logging(cfg: LoggingSettings) -> None:
     """Send log records to stderr (and optionally a file) in one UTC format."""
     formatter = _UtcFormatter(LOG_FORMAT)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [_StderrHandler()]
     if cfg.file is not None:
         cfg.file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(cfg.file, encoding="utf-8"))

@@ -22,6 +22,7 @@ from data.cache import cache_path, merge_candles, read_cache, update_cache, writ
 from data.exchange import CandleSource, CcxtCandleSource
 from data.files import infer_timeframe, read_candle_file
 from data.quality import DataQualityReport, clean_candles, save_report
+from data.samples import CandleSample, find_sample, read_sample
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,22 @@ class PreparedCandles:
     cache_file: Path
     symbol: str
     timeframe: str
-    origin: str
+    origin: str  # "exchange:<id>", "file:<path>", "cache:<path>" or "sample:<file name>"
+
+    @property
+    def is_sample(self) -> bool:
+        """True when these are the bundled sample's candles, not the user's."""
+        return self.origin.startswith("sample:")
+
+    def describe(self) -> str:
+        """Where the candles came from, in words: the data-source line of the reports."""
+        kind, _, where = self.origin.partition(":")
+        sample = find_sample(self.symbol, self.timeframe) if kind == "sample" else None
+        if sample is not None:
+            return sample.describe()
+        if kind == "exchange":
+            return f"{where} through ccxt (cache {self.cache_file})"
+        return f"{'candle cache' if kind == 'cache' else kind} {where}"
 
 
 def report_path_for(cache_file: Path) -> Path:
@@ -181,6 +197,73 @@ def load_cached_candles(
     return PreparedCandles(clean.frame, clean.report, target, symbol, timeframe, f"cache:{target}")
 
 
+def load_sample_candles(sample: CandleSample, cfg: DataSettings) -> PreparedCandles:
+    """The bundled sample's candles, cleaned with the configured policies; no network, no cache."""
+    clean = clean_candles(
+        read_sample(sample),
+        timeframe=sample.timeframe,
+        cfg=cfg.quality,
+        symbol=sample.symbol,
+        source=f"sample:{sample.file_name}",
+        format_name="bundled sample",
+    )
+    return PreparedCandles(
+        clean.frame,
+        clean.report,
+        sample.path,
+        sample.symbol,
+        sample.timeframe,
+        f"sample:{sample.file_name}",
+    )
+
+
+def describe_cached(
+    cfg: DataSettings, *, exchange_id: str, symbol: str, timeframe: str
+) -> str | None:
+    """'N SYMBOL TF candles (first .. last UTC) are cached in PATH', or None if none are."""
+    target = cache_path(cfg.cache_dir, exchange_id, symbol, timeframe)
+    cached = read_cache(target)
+    if cached is None or cached.empty:
+        return None
+    first, last = cached.index[0], cached.index[-1]
+    return (
+        f"{len(cached):,} {symbol} {timeframe} candles ({first:%Y-%m-%d %H:%M} .. "
+        f"{last:%Y-%m-%d %H:%M} UTC) are cached in {target}"
+    )
+
+
+def candles_without_exchange(
+    cfg: DataSettings,
+    error: ExchangeUnavailableError,
+    *,
+    exchange_id: str,
+    symbol: str,
+    timeframe: str,
+    use_sample: bool,
+) -> PreparedCandles:
+    """What the exchange could not give: never silently, and never instead of the user's cache.
+
+    Raises:
+        ExchangeUnavailableError: the cache holds these candles (the message names it and
+            `--offline`), or there is no bundled sample to fall back to (or `use_sample` is off).
+    """
+    cached = describe_cached(cfg, exchange_id=exchange_id, symbol=symbol, timeframe=timeframe)
+    if cached is not None:
+        raise ExchangeUnavailableError(
+            f"cannot reach {exchange_id} ({error.__cause__ or error}); {cached}: use them with "
+            "--offline (`make run OFFLINE=1`), or pass --data FILE"
+        ) from error
+    sample = find_sample(symbol, timeframe) if use_sample else None
+    if sample is None:
+        raise error
+    logger.warning(
+        "Cannot reach %s: running on the %s; connect, or pass --data FILE, for real candles",
+        exchange_id,
+        sample.describe(),
+    )
+    return load_sample_candles(sample, cfg)
+
+
 def prepare_candles(
     settings: Settings,
     *,
@@ -188,11 +271,15 @@ def prepare_candles(
     symbol: str | None = None,
     timeframe: str | None = None,
     offline: bool = False,
+    sample_fallback: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PreparedCandles:
     """The main jobs' candles: import `file` (or `data.file`) if given, else download via ccxt.
 
     `offline` reads the candle cache instead (`load_cached_candles`), ignoring `data.file`.
+    An unreachable exchange is an error naming the cache when it holds the candles; otherwise,
+    with `sample_fallback`, the bundled sample of the market is used, with a warning
+    (`candles_without_exchange`).
     """
     symbol = symbol or settings.data.symbol
     if offline:
@@ -213,7 +300,17 @@ def prepare_candles(
             exchange_id=settings.exchange.id,
             cfg=settings.data,
         )
-    source = open_exchange(settings.exchange, secrets=settings.secrets)
+    try:
+        source = open_exchange(settings.exchange, secrets=settings.secrets)
+    except ExchangeUnavailableError as e:
+        return candles_without_exchange(
+            settings.data,
+            e,
+            exchange_id=settings.exchange.id,
+            symbol=symbol,
+            timeframe=timeframe or settings.data.timeframe,
+            use_sample=sample_fallback,
+        )
     return download_candles(
         source,
         symbol=symbol,

@@ -12,10 +12,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.errors import ExchangeUnavailableError
 from core.settings import require_settings
 from core.timeframes import ensure_utc, timeframe_to_ms, to_epoch_ms
 from data.cache import list_cached
-from data.candles import PreparedCandles, download_candles, import_candles, open_exchange
+from data.candles import (
+    PreparedCandles,
+    describe_cached,
+    download_candles,
+    import_candles,
+    open_exchange,
+)
 from data.quality import report_table
 
 logger = logging.getLogger(__name__)
@@ -49,7 +56,17 @@ def fetch_command(
     symbol = symbol or settings.data.symbol
     timeframe = timeframe or settings.data.timeframe
     start = ensure_utc(since) if since else settings.data.since
-    source = open_exchange(settings.exchange, secrets=settings.secrets)
+    try:
+        source = open_exchange(settings.exchange, secrets=settings.secrets)
+    except ExchangeUnavailableError as e:
+        cached = describe_cached(
+            settings.data, exchange_id=settings.exchange.id, symbol=symbol, timeframe=timeframe
+        )
+        if cached is None:
+            raise
+        raise ExchangeUnavailableError(
+            f"{e}; {cached}: `backtest` and `train` use them with --offline"
+        ) from e
     console = Console()
     expected = _expected_candles(start, ensure_utc(until) if until else None, timeframe)
     with _progress(console) as progress:

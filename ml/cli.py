@@ -104,6 +104,9 @@ def train_command(
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h")] = None,
     model: Annotated[ModelName | None, typer.Option("--model", "-m")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Import this candle file")] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the cached candles (no network, no file)")
+    ] = False,
     tune: Annotated[bool, typer.Option("--tune", help="Optuna search per fold")] = False,
     check_leakage: Annotated[
         bool, typer.Option("--check-leakage", help="Verify no feature uses future candles")
@@ -125,12 +128,16 @@ def train_command(
 
     With --models a,b,c --select every model is walk-forwarded and the (model, policy) pair is
     chosen by the same nested rule as the backtest; only the chosen model is saved and promoted.
+    Candles come from --data, --offline (the candle cache, filled by `cryptopred data
+    import`/`fetch`) or the exchange (never the bundled sample: a trained model may go live).
     """
     settings = require_settings(ctx.obj)
     console = Console()
     if models is not None and not select:
         raise ConfigError("--models compares several models: add --select (or use --model)")
-    prepared = prepare_candles(settings, file=data, symbol=symbol, timeframe=timeframe)
+    prepared = prepare_candles(
+        settings, file=data, symbol=symbol, timeframe=timeframe, offline=offline
+    )
     if check_leakage:
         check_lookahead(prepared.frame, lambda frame: build_features(frame, settings.ml.features))
         console.print("Look-ahead check passed: past features never change when candles are added.")

@@ -118,6 +118,37 @@ def test_wheel_install_runs_backtest_and_serve(installed: tuple[Path, dict]) -> 
     _check_serve(cli, work, env)
 
 
+def test_wheel_install_ships_the_sample_and_runs_on_it_offline(
+    installed: tuple[Path, dict],
+) -> None:
+    # `make run` outside the repository, without internet: the wheel's sample is the data.
+    venv, env = installed
+    python, cli = str(venv / "bin" / "python"), str(venv / "bin" / "cryptopred")
+    probe = "from data.samples import BTC_USDT_1H as s; print(s.path, s.path.is_file())"
+    where = _run(
+        [python, "-c", probe],
+        cwd=venv.parent,
+        env=env,
+    ).split()
+    assert where[0].startswith(str(venv)) and where[1] == "True"
+    assert (Path(where[0]).parent / "README.md").is_file()
+    work = venv.parent / "sample-run"
+    work.mkdir()
+    config = {
+        "exchange": {"base_url": f"http://127.0.0.1:{_free_port()}", "timeout_ms": 500},
+        "ml": {
+            "model": {"algorithm": "logreg"},
+            "walk_forward": {"train_bars": 800, "validation_bars": 200, "step_bars": 400},
+        },
+        "backtest": {"models": ["logreg"], "start": "2021-03-01"},
+        "logging": {"level": "WARNING"},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    out = _run([cli, "backtest"], cwd=work, env=env)
+    assert "Data: bundled sample BTC/USDT 1h" in out
+    assert Path(out.strip().splitlines()[-1]).is_file()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
