@@ -161,14 +161,16 @@ def in_sample_warning(model: ModelBacktest) -> str:
 
 
 def verdict_lines(result: BacktestResult) -> list[str]:
-    """The decision layer's verdict first, then conclusions for every model (prefixed by the
-    model name when there are several)."""
+    """In-sample warnings first, then the decision layer's verdict, then conclusions for every
+    model (prefixed by the model name when there are several)."""
     fee_bps = result.settings.strategy.fee_rate * 1e4
     several = len(result.models) > 1
-    lines = list(result.selection.stats.verdict)
+    warnings = [in_sample_warning(model) for model in result.leaderboard() if model.in_sample]
+    lines = warnings + list(result.selection.stats.verdict)
     for model in result.leaderboard():
         prefix = f"{model.name}: " if several else ""
-        lines += [prefix + line for line in model_verdict(model, fee_bps=fee_bps)]
+        own = [line for line in model_verdict(model, fee_bps=fee_bps) if line not in warnings]
+        lines += [prefix + line for line in own]
     return lines
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ml.signals import signals_from_proba
 
 from core.settings import QualitySettings, SignalSettings, StrategySettings
 from data.files import read_candle_file
 from data.quality import clean_candles
-from ml.signals import signals_from_proba
 from strategy.runner import run_strategy
 from strategy.vectorized import simulate_signals
 from tests.strategy.helpers import sma_proba, with_proba
