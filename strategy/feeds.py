@@ -122,7 +122,13 @@ def prepare_prediction_frame(frame: pd.DataFrame, *, timeframe: str) -> pd.DataF
             f"{SIDE_COLUMN} must be -1, 0 or 1; got {side[bad]!r} at {frame.index[bad]}"
         )
     out[SIDE_COLUMN] = side
-    out[SIZE_COLUMN] = _checked_column(frame, SIZE_COLUMN, low=0.0, high=1.0)
+    size = _checked_column(frame, SIZE_COLUMN, low=0.0, high=1.0)
+    if np.isnan(size).any():  # the numpy twin refuses NaN sizes too: no silent "no entry"
+        at = frame.index[np.flatnonzero(np.isnan(size))[0]]
+        raise DataValidationError(
+            f"{SIZE_COLUMN} must be in [0, 1] (0 when flat), got NaN at {at:%Y-%m-%d %H:%M}Z"
+        )
+    out[SIZE_COLUMN] = size
     if ATR_COLUMN in frame.columns:
         out[ATR_COLUMN] = _checked_column(frame, ATR_COLUMN, low=0.0, high=np.inf)
     return out
