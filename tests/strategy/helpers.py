@@ -1,11 +1,15 @@
-"""Builders for strategy tests: deterministic probabilities and hand-made candles."""
+"""Builders for strategy tests: deterministic probabilities, policy targets, hand-made candles."""
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from core.settings import DecisionPolicy
 from data.schema import epoch_ms_to_index
+from ml.decision import TargetPositions, positions_from_proba
+from strategy.feeds import SIDE_COLUMN, SIZE_COLUMN
 
 
 def sma_proba(candles: pd.DataFrame, *, window: int = 24, scale: float = 40.0) -> pd.Series:
@@ -15,10 +19,18 @@ def sma_proba(candles: pd.DataFrame, *, window: int = 24, scale: float = 40.0) -
     return proba.rename("proba_up")
 
 
-def with_proba(candles: pd.DataFrame, proba: object) -> pd.DataFrame:
-    """A copy of `candles` with a `proba_up` column."""
+def targets(proba: npt.ArrayLike, policy: DecisionPolicy | None = None) -> TargetPositions:
+    """The target positions `policy` (default: `DecisionPolicy()`) takes on `proba`."""
+    return positions_from_proba(np.asarray(proba, dtype="float64"), policy or DecisionPolicy())
+
+
+def with_targets(
+    candles: pd.DataFrame, side: npt.ArrayLike, size: npt.ArrayLike | None = None
+) -> pd.DataFrame:
+    """A copy of `candles` with the feed's `target_side` and `target_size` columns."""
     out = candles.copy()
-    out["proba_up"] = np.asarray(proba, dtype="float64")
+    out[SIDE_COLUMN] = np.asarray(side, dtype="float64")
+    out[SIZE_COLUMN] = np.ones(len(out)) if size is None else np.asarray(size, dtype="float64")
     return out
 
 

@@ -1,4 +1,4 @@
-"""PredictionFeed: bar size, validation, list-based loading equal to PandasData, past-only ATR."""
+"""PredictionFeed: bar size, target validation, list loading equal to PandasData, past-only ATR."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from core.errors import ConfigError, DataValidationError
 from strategy.feeds import PredictionFeed, add_atr, backtrader_timeframe, make_prediction_feed
 from tests.factories import make_ohlcv
-from tests.strategy.helpers import with_proba
+from tests.strategy.helpers import with_targets
 
 
 class _Recorder(bt.Strategy):
@@ -31,7 +31,8 @@ class _Recorder(bt.Strategy):
                 d.low[0],
                 d.close[0],
                 d.volume[0],
-                d.proba_up[0],
+                d.target_side[0],
+                d.target_size[0],
                 d.atr[0],
             )
         )
@@ -40,8 +41,8 @@ class _Recorder(bt.Strategy):
 class _PlainFeed(bt.feeds.PandasData):
     """backtrader's own per-bar `iloc` loading, with the same extra lines."""
 
-    lines = ("proba_up", "atr")
-    params = (("proba_up", -1), ("atr", -1))
+    lines = ("target_side", "target_size", "atr")
+    params = (("target_side", -1), ("target_size", -1), ("atr", -1))
 
 
 def _record(feed):
@@ -71,14 +72,14 @@ def test_backtrader_timeframe_rejects_unknown():
 
 
 def test_make_prediction_feed_sets_bar_size():
-    frame = with_proba(make_ohlcv(10), np.full(10, 0.5))
+    frame = with_targets(make_ohlcv(10), np.zeros(10))
     feed = make_prediction_feed(frame, timeframe="1h")
     assert (feed.p.timeframe, feed.p.compression) == (bt.TimeFrame.Minutes, 60)
 
 
 def test_prediction_feed_loads_same_values_as_pandas_data():
-    frame = add_atr(with_proba(make_ohlcv(300), np.linspace(0, 1, 300)), window=5)
-    frame.iloc[::7, frame.columns.get_loc("proba_up")] = np.nan
+    side = np.random.default_rng(5).integers(-1, 2, 300)
+    frame = add_atr(with_targets(make_ohlcv(300), side, np.linspace(0, 1, 300)), window=5)
     ours = _record(make_prediction_feed(frame, timeframe="1h"))
     plain = _record(_PlainFeed(dataname=frame, openinterest=None))
     assert len(ours) == 300
@@ -86,46 +87,64 @@ def test_prediction_feed_loads_same_values_as_pandas_data():
 
 
 def test_prediction_feed_without_atr_column_gives_nan_atr():
-    frame = with_proba(make_ohlcv(5), np.full(5, 0.6))
+    frame = with_targets(make_ohlcv(5), [0, 1, 1, -1, 0], [0, 0.6, 0.6, 1, 0])
     rows = _record(make_prediction_feed(frame, timeframe="1h"))
     assert all(math.isnan(row[-1]) for row in rows)
-    assert [row[-2] for row in rows] == [0.6] * 5
+    assert [row[-3] for row in rows] == [0, 1, 1, -1, 0]
+    assert [row[-2] for row in rows] == [0, 0.6, 0.6, 1, 0]
 
 
 def test_prediction_feed_datetime_is_utc_open_time():
-    frame = with_proba(make_ohlcv(3, start="2024-03-01 05:00"), np.full(3, 0.5))
+    frame = with_targets(make_ohlcv(3, start="2024-03-01 05:00"), np.zeros(3))
     rows = _record(PredictionFeed(dataname=frame, openinterest=None))
     assert bt.num2date(rows[0][0]) == pd.Timestamp("2024-03-01 05:00").to_pydatetime()
 
 
-def test_make_prediction_feed_requires_proba_column():
-    with pytest.raises(DataValidationError, match="proba_up"):
-        make_prediction_feed(make_ohlcv(10), timeframe="1h")
+@pytest.mark.parametrize("missing", ["target_side", "target_size"])
+def test_make_prediction_feed_requires_target_columns(missing):
+    frame = with_targets(make_ohlcv(10), np.zeros(10)).drop(columns=missing)
+    with pytest.raises(DataValidationError, match=f"{missing}.*positions_from_proba"):
+        make_prediction_feed(frame, timeframe="1h")
 
 
-@pytest.mark.parametrize("bad", [1.5, -0.1, np.inf])
-def test_make_prediction_feed_rejects_out_of_range_proba(bad):
-    proba = np.full(10, 0.5)
-    proba[4] = bad
-    frame = with_proba(make_ohlcv(10), proba)
+def test_make_prediction_feed_no_longer_takes_probabilities():
+    frame = make_ohlcv(10).assign(proba_up=0.6)  # targets come from the policy, not the feed
+    with pytest.raises(DataValidationError, match="target_side"):
+        make_prediction_feed(frame, timeframe="1h")
+
+
+@pytest.mark.parametrize("bad", [2.0, 0.5, -1.5, np.nan, np.inf])
+def test_make_prediction_feed_rejects_a_side_other_than_minus_one_zero_one(bad):
+    side = np.zeros(10)
+    side[4] = bad
+    frame = with_targets(make_ohlcv(10), side)
+    with pytest.raises(DataValidationError, match="2021-01-01 04:00"):
+        make_prediction_feed(frame, timeframe="1h")
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, np.inf, np.nan])
+def test_make_prediction_feed_rejects_out_of_range_size(bad):
+    size = np.full(10, 0.5)
+    size[4] = bad
+    frame = with_targets(make_ohlcv(10), np.ones(10), size)
     with pytest.raises(DataValidationError, match="2021-01-01 04:00"):
         make_prediction_feed(frame, timeframe="1h")
 
 
 def test_make_prediction_feed_rejects_unordered_candles():
-    frame = with_proba(make_ohlcv(10), np.full(10, 0.5)).iloc[::-1]
+    frame = with_targets(make_ohlcv(10), np.zeros(10)).iloc[::-1]
     with pytest.raises(DataValidationError, match="out of order"):
         make_prediction_feed(frame, timeframe="1h")
 
 
 def test_make_prediction_feed_rejects_wrong_timeframe_grid():
-    frame = with_proba(make_ohlcv(10, start="2021-01-01 00:30"), np.full(10, 0.5))
+    frame = with_targets(make_ohlcv(10, start="2021-01-01 00:30"), np.zeros(10))
     with pytest.raises(DataValidationError, match="1h grid"):
         make_prediction_feed(frame, timeframe="1h")
 
 
 def test_make_prediction_feed_rejects_negative_atr():
-    frame = with_proba(make_ohlcv(10), np.full(10, 0.5))
+    frame = with_targets(make_ohlcv(10), np.zeros(10))
     frame["atr"] = -1.0
     with pytest.raises(DataValidationError, match="'atr'"):
         make_prediction_feed(frame, timeframe="1h")

@@ -8,15 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from ml.signals import signals_from_proba
 
 from core.errors import ConfigError
-from core.settings import ExitRuleSettings, SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, ExitRuleSettings, StrategySettings
 from strategy.ml_signal import check_exit_rules, exit_rule_distance
 from strategy.runner import run_strategy
 from tests.conftest import log_has
 from tests.factories import make_ohlcv
-from tests.strategy.helpers import hand_candles, with_proba
+from tests.strategy.helpers import hand_candles, targets
 
 NAN = math.nan
 # bar:     0                   1                     2                    3                    4
@@ -26,12 +25,18 @@ HOLD_LONG = [0.6, 0.52, 0.52, 0.52, 0.52]  # enter, then hold without re-enterin
 HOLD_SHORT = [0.4, 0.48, 0.48, 0.48, 0.48]
 
 
-def _run(rows, proba, *, signal=None, **strategy):
+SHORTS = DecisionPolicy(allow_short=True)  # long >= 0.55 / exit < 0.5, short <= 0.45 / exit > 0.5
+
+
+def _run(rows, proba, *, policy=None, frame=None, **strategy):
+    """Trade the targets `policy` (default `DecisionPolicy()`) takes on `proba`."""
     settings = {"cash": 1000.0, "fee_rate": 0.0, "position_fraction": 0.5, **strategy}
+    planned = targets(proba, policy)
     return run_strategy(
-        with_proba(hand_candles(rows), proba),
+        hand_candles(rows) if frame is None else frame,
         timeframe="1h",
-        signal=signal or SignalSettings(),
+        side=planned.side,
+        size=planned.size,
         strategy=StrategySettings(**settings),
     )
 
@@ -68,23 +73,39 @@ def test_ml_signal_slippage_moves_fills_against_trader_capped_at_range():
     assert trade["exit_price"] == pytest.approx(104 * (1 - 0.001))
 
 
-def test_ml_signal_follows_signal_from_proba_hysteresis():
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DecisionPolicy(entry_threshold=0.55, exit_threshold=0.5),
+        DecisionPolicy(entry_threshold=0.55, exit_threshold=0.5, min_hold_bars=6, cooldown_bars=4),
+        DecisionPolicy(allow_short=True, min_hold_bars=3, sizing="proba"),
+    ],
+)
+def test_ml_signal_holds_the_positions_the_policy_targets(policy):
     candles = make_ohlcv(400, seed=3)
     proba = np.random.default_rng(3).uniform(0.4, 0.6, len(candles))
     proba[:20] = np.nan
-    cfg = SignalSettings(long_threshold=0.55, exit_threshold=0.5)
+    planned = targets(proba, policy)
     run = run_strategy(
-        with_proba(candles, proba), timeframe="1h", signal=cfg, strategy=StrategySettings()
+        candles, timeframe="1h", side=planned.side, size=planned.size, strategy=StrategySettings()
     )
-    expected = signals_from_proba(proba, cfg)
     held_after_fill = np.sign(run.position.to_numpy())[1:]
-    assert run.orders_rejected == 0
-    np.testing.assert_array_equal(held_after_fill, expected[:-1])
+    assert run.orders_rejected == 0 and len(run.trades) > 5
+    np.testing.assert_array_equal(held_after_fill, planned.side[:-1])
+
+
+def test_ml_signal_sizes_entries_by_the_target_size():
+    # proba sizing: 0.56 -> min(1, 5 * |2 * 0.56 - 1|) = 0.6 of position_fraction, fixed at entry
+    policy = DecisionPolicy(sizing="proba", edge_scale=5.0)
+    run = _run(ROWS, [0.56, 0.9, 0.4, NAN, NAN], policy=policy)
+    trade = run.trades.iloc[0]
+    assert len(run.trades) == 1
+    assert trade["size"] == pytest.approx(0.6 * 0.5 * 1000 / 100)  # size * fraction * equity / c
+    assert run.position.tolist() == pytest.approx([0, 3, 3, 0, 0])  # 0.9 did not resize it
 
 
 def test_ml_signal_short_side_and_reversal():
-    signal = SignalSettings(allow_short=True)
-    run = _run(ROWS, [0.4, 0.4, 0.6, 0.6, 0.6], signal=signal)
+    run = _run(ROWS, [0.4, 0.4, 0.6, 0.6, 0.6], policy=SHORTS)
     short, long = run.trades.iloc[0], run.trades.iloc[1]
     assert (short["side"], short["entry_price"], short["exit_price"]) == (-1, 102.0, 104.0)
     assert short["pnl"] == pytest.approx(-5 * 2.0) and short["exit_reason"] == "signal"
@@ -142,13 +163,19 @@ def test_ml_signal_signal_exit_cancels_resting_stop():
     assert run.trades.iloc[0]["exit_price"] == 103.0  # the open, before the stop could trigger
 
 
-def test_ml_signal_take_profit_fills_at_limit_price():
-    run = _run(ROWS, [0.6, 0.6, 0.6, 0.6, 0.6], take_profit={"kind": "percent", "value": 3.0})
-    first = run.trades.iloc[0]
+def test_ml_signal_take_profit_fills_at_limit_price_and_waits_for_a_fresh_entry():
+    rows = [*ROWS, (104, 105, 103, 104), (104, 105, 103, 104)]
+    run = _run(
+        rows, [0.6, 0.6, 0.6, 0.4, 0.6, 0.6, 0.6], take_profit={"kind": "percent", "value": 3.0}
+    )
+    first, second = run.trades.iloc[0], run.trades.iloc[1]
+    assert len(run.trades) == 2
     assert first["exit_reason"] == "take_profit"
     assert first["exit_price"] == pytest.approx(102 * 1.03)  # bar 2 high 106 crosses 105.06
-    # still long by signal: the flat strategy re-enters from flat at the next open
-    assert run.trades.iloc[1]["entry_time"] == run.equity.index[3]
+    # The target stays long at bar 2 but the stopped side is not re-entered (bar 3 stays flat);
+    # the policy's exit at bar 3 and fresh entry at bar 4 fill at the open of bar 5.
+    assert run.position.iloc[3] == 0.0 and run.position.iloc[4] == 0.0
+    assert second["entry_time"] == run.equity.index[5] and second["is_open"]
 
 
 def test_ml_signal_short_stop_loss_buys_back_at_stop():
@@ -157,7 +184,7 @@ def test_ml_signal_short_stop_loss_buys_back_at_stop():
     run = _run(
         rows,
         HOLD_SHORT,
-        signal=SignalSettings(allow_short=True),
+        policy=SHORTS,
         stop_loss={"kind": "percent", "value": 2.0},
     )
     trade = run.trades.iloc[0]
@@ -167,13 +194,15 @@ def test_ml_signal_short_stop_loss_buys_back_at_stop():
 
 
 def test_ml_signal_atr_stop_uses_atr_known_at_entry_decision():
-    frame = with_proba(hand_candles([*ROWS[:2], (103, 104, 98.5, 100), *ROWS[3:]]), HOLD_LONG)
+    frame = hand_candles([*ROWS[:2], (103, 104, 98.5, 100), *ROWS[3:]])
     frame["atr"] = [2.0, 50.0, 50.0, 50.0, 50.0]  # later ATR values must not move the stop
-    run = run_strategy(
-        frame,
-        timeframe="1h",
-        signal=SignalSettings(),
-        strategy=StrategySettings(fee_rate=0.0, stop_loss={"kind": "atr", "value": 1.5}),
+    run = _run(
+        None,
+        HOLD_LONG,
+        frame=frame,
+        cash=10_000.0,
+        position_fraction=0.95,
+        stop_loss={"kind": "atr", "value": 1.5},
     )
     assert run.trades.iloc[0]["exit_price"] == pytest.approx(102 - 1.5 * 2.0)
     assert run.trades.iloc[0]["exit_reason"] == "stop_loss"
@@ -214,7 +243,7 @@ def test_ml_signal_short_keeps_wide_stop_and_take_profit_together():
     run = _run(
         rows,
         HOLD_SHORT,
-        signal=SignalSettings(allow_short=True),
+        policy=SHORTS,
         position_fraction=0.95,
         stop_loss={"kind": "percent", "value": 10.0},
         take_profit={"kind": "percent", "value": 3.0},

@@ -7,25 +7,32 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from ml.signals import signals_from_proba
 
 from core.errors import DataValidationError
-from core.settings import SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, StrategySettings
+from ml.decision import positions_for_policies
+from ml.policy_search import FoldChoice, chosen_path
 from strategy import trades
 from strategy.runner import StrategyRun, run_strategy
 from strategy.vectorized import VectorRun, simulate_signals
 from tests.factories import make_ohlcv
-from tests.strategy.helpers import hand_candles, sma_proba, with_proba
+from tests.strategy.helpers import hand_candles, sma_proba, targets
 
 CASH = 10_000.0
 
 
-def _both(candles, proba, *, signal, strategy):
-    """The backtrader run and the numpy twin of the same probabilities and costs."""
-    run = run_strategy(with_proba(candles, proba), timeframe="1h", signal=signal, strategy=strategy)
+def _both(candles, proba, *, policy, strategy):
+    """The backtrader run and the numpy twin of one policy's targets at the same costs."""
+    planned = targets(proba, policy)
+    return _both_targets(candles, planned.side, planned.size, strategy=strategy)
+
+
+def _both_targets(candles, side, size, *, strategy):
+    run = run_strategy(candles, timeframe="1h", side=side, size=size, strategy=strategy)
     twin = simulate_signals(
         candles,
-        signals_from_proba(proba, signal),
+        side,
+        sizes=size,
         cash=strategy.cash,
         fee_rate=strategy.fee_rate,
         slippage_bps=strategy.slippage_bps,
@@ -50,8 +57,8 @@ def _assert_engines_agree(run: StrategyRun, twin: VectorRun) -> None:
 def test_engine_check_twin_matches_backtrader_on_btc_slice(btc_1h, allow_short):
     candles = btc_1h.iloc[-3000:]
     strategy = StrategySettings(cash=CASH, fee_rate=0.001, slippage_bps=5.0)
-    signal = SignalSettings(allow_short=allow_short)
-    run, twin = _both(candles, sma_proba(candles), signal=signal, strategy=strategy)
+    policy = DecisionPolicy(allow_short=allow_short)
+    run, twin = _both(candles, sma_proba(candles), policy=policy, strategy=strategy)
     assert len(run.trades) > 50  # the check exercises many round trips
     _assert_engines_agree(run, twin)
 
@@ -59,8 +66,8 @@ def test_engine_check_twin_matches_backtrader_on_btc_slice(btc_1h, allow_short):
 @pytest.mark.slow
 def test_engine_check_twin_matches_backtrader_on_full_btc_file(btc_1h):
     strategy = StrategySettings(cash=CASH, fee_rate=0.001, slippage_bps=5.0)
-    signal = SignalSettings(allow_short=True)
-    run, twin = _both(btc_1h, sma_proba(btc_1h), signal=signal, strategy=strategy)
+    policy = DecisionPolicy(allow_short=True)
+    run, twin = _both(btc_1h, sma_proba(btc_1h), policy=policy, strategy=strategy)
     assert len(btc_1h) > 33_000 and len(run.trades) > 1000
     _assert_engines_agree(run, twin)
 
@@ -70,11 +77,10 @@ def test_fills_are_next_opens_and_same_candle_oracle_edge_vanishes(btc_1h):
     up = (candles["close"] > candles["open"]).to_numpy()
     knows_candle_t = np.where(up, 1.0, 0.0)  # legit at the close of t: t's own direction
     knows_candle_t1 = np.append(knows_candle_t[1:], np.nan)  # look-ahead: t+1's direction
-    signal, strategy = SignalSettings(), StrategySettings(cash=CASH, fee_rate=0.001)
+    strategy = StrategySettings(cash=CASH, fee_rate=0.001)
+    targets_t, targets_t1 = targets(knows_candle_t).side, targets(knows_candle_t1).side
 
-    honest = run_strategy(
-        with_proba(candles, knows_candle_t), timeframe="1h", signal=signal, strategy=strategy
-    )
+    honest = run_strategy(candles, timeframe="1h", side=targets_t, strategy=strategy)
     trades = honest.trades[~honest.trades["is_open"]]
     opens = candles["open"]
     # equal up to backtrader's average-price arithmetic (1e-16)
@@ -83,13 +89,10 @@ def test_fills_are_next_opens_and_same_candle_oracle_edge_vanishes(btc_1h):
     decided_at = candles.index.get_indexer(trades["entry_time"]) - 1
     assert (knows_candle_t[decided_at] == 1.0).all()  # decided on the candle before the fill
 
-    targets = signals_from_proba(knows_candle_t, signal)
     costs = {"cash": CASH, "fee_rate": 0.001, "slippage_bps": 0.0, "position_fraction": 0.95}
-    cheat = simulate_signals(candles, targets, fill="open", **costs)  # trades t at t's open
-    at_close = simulate_signals(candles, targets, fill="close", **costs)
-    next_oracle = run_strategy(
-        with_proba(candles, knows_candle_t1), timeframe="1h", signal=signal, strategy=strategy
-    )
+    cheat = simulate_signals(candles, targets_t, fill="open", **costs)  # trades t at t's open
+    at_close = simulate_signals(candles, targets_t, fill="close", **costs)
+    next_oracle = run_strategy(candles, timeframe="1h", side=targets_t1, strategy=strategy)
 
     growth = {
         name: math.log(curve.iloc[-1] / CASH)
@@ -122,12 +125,12 @@ def _implied_final_equity(trades, candles, *, fee_rate, fraction):
 
 def test_fee_0_vs_10_bps_difference_matches_trades(btc_1h):
     candles = btc_1h.iloc[-4000:]
-    proba = sma_proba(candles)
+    side = targets(sma_proba(candles)).side
     runs = {
         fee: run_strategy(
-            with_proba(candles, proba),
+            candles,
             timeframe="1h",
-            signal=SignalSettings(),
+            side=side,
             strategy=StrategySettings(cash=CASH, fee_rate=fee),
         )
         for fee in (0.0, 0.001)
@@ -219,7 +222,131 @@ def test_engines_agree_after_an_entry_refused_for_cash():
     candles = hand_candles(rows)
     proba = [0.5] * 5 + [0.6] + [0.52] * 8  # enter at candle 5, then only "hold"
     strategy = StrategySettings(cash=CASH, fee_rate=0.001, position_fraction=0.95)
-    run, twin = _both(candles, proba, signal=SignalSettings(), strategy=strategy)
+    run, twin = _both(candles, proba, policy=DecisionPolicy(), strategy=strategy)
     assert run.orders_rejected == 1  # the 8%+ gap made the first entry too expensive
     assert len(run.trades) == 1  # ...and it was retried and filled one candle later
+    _assert_engines_agree(run, twin)
+
+
+def test_simulate_signals_sizes_scale_the_entry():
+    candles = make_ohlcv(4, seed=5)
+    costs = {"cash": 1000.0, "fee_rate": 0.01, "slippage_bps": 0.0, "position_fraction": 0.5}
+    twin = simulate_signals(candles, [1, 1, 0, 0], sizes=[0.4, 1.0, 0.0, 0.0], **costs)
+    closes = candles["close"].to_numpy()
+    # the size of the candle that decided the entry; a later size does not resize the position
+    assert twin.trades["size"].iloc[0] == pytest.approx(0.4 * 0.5 * 1000.0 / closes[0])
+    assert twin.position.iloc[1] == twin.position.iloc[2] == pytest.approx(0.2 * 1000 / closes[0])
+
+
+@pytest.mark.parametrize(
+    "sizes", [[0, 1, 1.5, 0, 0], [0, 1, -0.1, 0, 0], [0, 1, np.nan, 0, 0], [1, 1, 1]]
+)
+def test_simulate_signals_rejects_bad_sizes(sizes):
+    with pytest.raises(DataValidationError, match="sizes"):
+        simulate_signals(
+            make_ohlcv(5),
+            [0, 1, 1, 0, 0],
+            sizes=sizes,
+            cash=1000.0,
+            fee_rate=0.0,
+            slippage_bps=0.0,
+            position_fraction=0.5,
+        )
+
+
+# Non-zero fee AND slippage: slipped fills, capped at the candle's range, on every order.
+COSTS = StrategySettings(cash=CASH, fee_rate=0.001, slippage_bps=7.0)
+
+
+def _synthetic_run():
+    """3,000 synthetic hourly candles and a past-only probability that trades often."""
+    candles = make_ohlcv(3000, seed=11)
+    return candles, sma_proba(candles).to_numpy()
+
+
+def _flat_gaps(run) -> np.ndarray:
+    """Candles between each exit fill and the next entry fill (closed trades in order)."""
+    index = run.equity.index
+    entries = index.get_indexer(run.trades["entry_time"])[1:]
+    exits = index.get_indexer(run.trades["exit_time"].iloc[:-1])
+    return entries - exits
+
+
+def test_engines_agree_with_min_hold():
+    candles, proba = _synthetic_run()
+    run, twin = _both(candles, proba, policy=DecisionPolicy(min_hold_bars=12), strategy=COSTS)
+    plain = targets(proba).side
+    assert not np.array_equal(targets(proba, DecisionPolicy(min_hold_bars=12)).side, plain)
+    closed = run.trades[~run.trades["is_open"]]
+    assert len(closed) > 20 and (closed["bars_held"] >= 12).all()
+    assert (closed["bars_held"] == 12).any()  # the minimum binds
+    _assert_engines_agree(run, twin)
+
+
+def test_engines_agree_with_cooldown():
+    candles, proba = _synthetic_run()
+    run, twin = _both(candles, proba, policy=DecisionPolicy(cooldown_bars=24), strategy=COSTS)
+    assert len(run.trades) > 20
+    gaps = _flat_gaps(run)
+    assert (gaps >= 24).all() and (gaps == 24).any()  # the cooldown binds
+    _assert_engines_agree(run, twin)
+
+
+def test_engines_agree_with_proba_sizing():
+    candles, proba = _synthetic_run()
+    policy = DecisionPolicy(sizing="proba", edge_scale=3.0)
+    run, twin = _both(candles, proba, policy=policy, strategy=COSTS)
+    entry_sizes = targets(proba, policy).size[targets(proba, policy).size > 0]
+    assert len(run.trades) > 20 and len(np.unique(entry_sizes.round(6))) > 10
+    assert (entry_sizes < 1).any() and (entry_sizes == 1).any()  # scaled and capped
+    _assert_engines_agree(run, twin)
+
+
+def test_engines_agree_with_shorts_on_their_own_thresholds():
+    candles, proba = _synthetic_run()
+    policy = DecisionPolicy(
+        entry_threshold=0.6,
+        exit_threshold=0.5,
+        allow_short=True,
+        short_entry_threshold=0.35,
+        short_exit_threshold=0.45,
+    )
+    run, twin = _both(candles, proba, policy=policy, strategy=COSTS)
+    sides = run.trades["side"]
+    assert (sides == -1).sum() > 10 and (sides == 1).sum() > 10
+    _assert_engines_agree(run, twin)
+
+
+def test_engines_agree_with_every_rule_at_once_and_reversals():
+    candles, proba = _synthetic_run()
+    policy = DecisionPolicy(
+        entry_threshold=0.58,
+        exit_threshold=0.52,
+        min_hold_bars=5,
+        cooldown_bars=0,  # 0: a long may reverse straight into a short
+        sizing="proba",
+        edge_scale=4.0,
+        allow_short=True,
+        short_entry_threshold=0.42,
+        short_exit_threshold=0.48,
+    )
+    run, twin = _both(candles, proba, policy=policy, strategy=COSTS)
+    side = targets(proba, policy).side
+    assert (side[1:] * side[:-1] == -1).any()  # at least one direct reversal
+    _assert_engines_agree(run, twin)
+
+
+def test_engines_agree_on_a_nested_path_that_switches_policy_mid_position():
+    candles, proba = _synthetic_run()
+    policies = [
+        DecisionPolicy(min_hold_bars=12, sizing="proba"),
+        DecisionPolicy(allow_short=True, cooldown_bars=6),
+        DecisionPolicy(entry_threshold=0.52, exit_threshold=0.45, sizing="proba", edge_scale=2),
+    ]
+    side, size = positions_for_policies(proba, policies)
+    windows = [(1, 0, 700, 0), (2, 700, 1500, 1), (3, 1500, 2200, 2), (4, 2200, 3000, 0)]
+    choices = [FoldChoice(f, a, b, a, c, 0.0, 0.0, 0, 1, "test") for f, a, b, c in windows]
+    path_side, path_size = chosen_path(side, size, choices)
+    run, twin = _both_targets(candles, path_side, path_size, strategy=COSTS)
+    assert len(run.trades) > 20
     _assert_engines_agree(run, twin)
