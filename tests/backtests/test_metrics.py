@@ -18,7 +18,8 @@ from backtests.metrics import (
     trading_metrics,
 )
 from core.errors import DataValidationError
-from core.settings import SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, StrategySettings
+from ml.decision import positions_from_proba
 from strategy import runner, trades
 from tests.factories import make_ohlcv
 
@@ -230,9 +231,14 @@ def test_metrics_reject_misaligned_inputs():
 
 def test_metrics_of_a_real_run_agree_with_the_run():
     candles = make_ohlcv(500, seed=4)
-    frame = candles.assign(proba_up=np.random.default_rng(4).uniform(0.35, 0.65, len(candles)))
+    proba = np.random.default_rng(4).uniform(0.35, 0.65, len(candles))
+    planned = positions_from_proba(proba, DecisionPolicy())
     run = runner.run_strategy(
-        frame, timeframe="1h", signal=SignalSettings(), strategy=StrategySettings()
+        candles,
+        timeframe="1h",
+        side=planned.side,
+        size=planned.size,
+        strategy=StrategySettings(),
     )
     m = trading_metrics(run.trades, run.equity, candles, timeframe="1h")
     assert m.fees_paid == pytest.approx(run.fees_paid)

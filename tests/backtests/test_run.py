@@ -16,6 +16,8 @@ from backtests.sensitivity import engine_gap, fee_sensitivity
 from core.errors import ConfigError, NotEnoughDataError
 from core.settings import Settings
 from ml.dataset import make_dataset
+from ml.decision import positions_from_proba
+from ml.policy_search import policy_grid
 from ml.predict import predict_history
 from ml.registry import load_model
 from ml.walk_forward import walk_forward_splits
@@ -94,18 +96,24 @@ def test_fee_sensitivity_break_even_is_where_the_return_is_zero(
     frame = bt_candles.iloc[:600].copy()
     close = frame["close"]
     # An oracle-ish signal that profits before fees and trades often: the break-even is finite.
-    frame["proba_up"] = np.where(close.shift(-1) > close, 0.9, 0.1)
-    frame.loc[frame.index[-1], "proba_up"] = np.nan
+    proba = np.where(close.shift(-1) > close, 0.9, 0.1)
+    proba[-1] = np.nan
+    planned = positions_from_proba(proba, bt_settings.decision.policy)
     costs = bt_settings.strategy
     result = fee_sensitivity(
-        frame, timeframe="1h", signal=bt_settings.ml.signal, strategy=costs, fee_bps=[0, 50, 100]
+        frame,
+        timeframe="1h",
+        side=planned.side,
+        size=planned.size,
+        strategy=costs,
+        fee_bps=[0, 50, 100],
     )
     assert result.status == "crossed"
     assert result.break_even_bps is not None
-    positions = signals_from_proba(frame["proba_up"].to_numpy(), bt_settings.ml.signal)
     run = simulate_signals(
         frame,
-        positions,
+        planned.side,
+        sizes=planned.size,
         cash=costs.cash,
         fee_rate=result.break_even_bps * 1e-4,
         slippage_bps=0.0,
@@ -119,11 +127,13 @@ def test_fee_sensitivity_reports_a_strategy_that_never_profits(
 ) -> None:
     frame = bt_candles.iloc[:400].copy()
     close = frame["close"]
-    frame["proba_up"] = np.where(close.shift(-1) > close, 0.1, 0.9)  # always wrong
+    always_wrong = np.where(close.shift(-1) > close, 0.1, 0.9)
+    planned = positions_from_proba(always_wrong, bt_settings.decision.policy)
     result = fee_sensitivity(
         frame,
         timeframe="1h",
-        signal=bt_settings.ml.signal,
+        side=planned.side,
+        size=planned.size,
         strategy=bt_settings.strategy,
         fee_bps=[0, 10],
     )
@@ -280,18 +290,72 @@ def test_engine_gap_flags_engines_that_disagree(
     bt_candles: pd.DataFrame, bt_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     frame = bt_candles.iloc[:300].copy()
-    frame["proba_up"] = 0.6  # long from the second candle to the end
-    costs, signal = bt_settings.strategy, bt_settings.ml.signal
+    planned = positions_from_proba(np.full(len(frame), 0.6), bt_settings.decision.policy)
+    side, size = planned.side, planned.size  # long from the second candle to the end
+    costs = bt_settings.strategy
     twin_final = simulate_signals(
         frame,
-        signals_from_proba(frame["proba_up"].to_numpy(), signal),
+        side,
+        sizes=size,
         cash=costs.cash,
         fee_rate=costs.fee_rate,
         slippage_bps=costs.slippage_bps,
         position_fraction=costs.position_fraction,
     ).final_equity
-    assert engine_gap(frame, twin_final, signal=signal, strategy=costs) == 0.0
+    assert engine_gap(frame, twin_final, side=side, size=size, strategy=costs) == 0.0
     with caplog.at_level(logging.WARNING):
-        gap = engine_gap(frame, twin_final * 1.01, signal=signal, strategy=costs)
+        gap = engine_gap(frame, twin_final * 1.01, side=side, size=size, strategy=costs)
     assert gap == pytest.approx(0.01 / 1.01)
     assert log_has(caplog, "disagree", logging.WARNING)
+
+
+def test_run_backtest_auto_mode_chooses_a_policy_per_fold_from_earlier_folds(
+    bt_result: BacktestResult, bt_settings: Settings
+) -> None:
+    model = bt_result.models[0]
+    decision = model.decision
+    assert bt_settings.decision.mode == "auto" and decision.mode == "auto"
+    assert decision.n_trials == len(policy_grid(bt_settings.decision.grid))
+    assert [c.fold for c in decision.choices] == [s.number for s in model.segments]
+    starts = [c.start for c in decision.choices]
+    assert starts[0] == 0 and [c.stop for c in decision.choices][:-1] == starts[1:]
+    assert all(c.window_start <= c.start for c in decision.choices)
+    first = decision.choices[0]  # nothing out-of-sample before the first fold: flat
+    assert decision.chosen(first).policy.stay_flat
+    assert (model.predictions["signal"].iloc[first.start : first.stop] == 0).all()
+    np.testing.assert_array_equal(model.predictions["signal"].to_numpy(), decision.side)
+    held = np.sign(model.run.position.to_numpy())[1:]  # backtrader traded the chosen path
+    np.testing.assert_array_equal(held, decision.side[:-1])
+    assert bt_result.selection.source == model.name  # one model: its own path is the headline
+
+
+def test_run_backtest_fixed_mode_trades_the_configured_policy(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    policy = {"entry_threshold": 0.51, "exit_threshold": 0.5, "min_hold_bars": 4}
+    settings = small_settings(tmp_path, decision={"mode": "fixed", "policy": policy})
+    result = run_backtest(
+        bt_candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
+    )
+    model = result.models[0]
+    proba = model.proba_up.reindex(result.candles.index).to_numpy()
+    expected = positions_from_proba(proba, settings.decision.policy)
+    np.testing.assert_array_equal(model.predictions["signal"].to_numpy(), expected.side)
+    held = np.sign(model.run.position.to_numpy())[1:]
+    np.testing.assert_array_equal(held, expected.side[:-1])
+    closed = model.run.trades[~model.run.trades["is_open"]]
+    assert len(closed) > 5 and (closed["bars_held"] >= 4).all()
+    assert all(c.reason == "fixed policy" for c in model.decision.choices)
+    assert model.engine_gap < 1e-9
+
+
+def test_run_backtest_saved_model_trades_a_fixed_policy(
+    saved_model: tuple[Settings, pd.DataFrame, str],
+) -> None:
+    settings, candles, model_id = saved_model
+    assert settings.decision.mode == "auto"
+    result = run_backtest(
+        candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=[], model_id=model_id
+    )
+    assert result.settings.decision.mode == "fixed"
+    assert result.models[0].decision.mode == "fixed"
