@@ -20,7 +20,8 @@ from core.errors import (
     ModelNotFoundError,
     TemporaryExchangeError,
 )
-from core.settings import SignalSettings
+from core.settings import DecisionPolicy, Settings
+from ml.decision import positions_from_proba
 from ml.predict import predict_history, predict_latest
 from ml.registry import ModelArtifact, promote_model, save_model
 from ml.workflow import train_model
@@ -308,6 +309,46 @@ def test_run_once_proba_equals_predict_latest_and_backtest_path(
     assert _stored(session_factory)[-1].proba_up == pytest.approx(latest.proba_up, rel=1e-9)
 
 
+def _with_policy(settings: Settings, policy: DecisionPolicy) -> Settings:
+    """`settings` trading `policy` live (the config overrides the model's policy explicitly)."""
+    decision = settings.decision.model_copy(update={"policy": policy, "live_policy": "config"})
+    return settings.model_copy(update={"decision": decision})
+
+
+def _replay_ticks(
+    make_deps: Callable[..., BotDeps],
+    source: FakeSource,
+    market_candles: pd.DataFrame,
+    artifact: ModelArtifact,
+    session_factory: sessionmaker[Session],
+    policy_of: Callable[[np.ndarray], DecisionPolicy],
+) -> tuple[list[int], list[int]]:
+    """Ticks with gaps (backfills) from candle 1300 to 1340: stored signals and the backtest's."""
+    history = predict_history(artifact, market_candles.iloc[:1341]).iloc[-41:]
+    policy = policy_of(history.to_numpy())
+    deps = make_deps(settings=_with_policy(make_deps().settings, policy))
+    for row in [1300, 1301, 1305, 1306, 1307, 1320, 1321, 1340]:
+        source.now = close_of(market_candles, row)
+        run_once(deps, source.now)
+    stored = _stored(session_factory)
+    assert len(stored) == 41
+    expected = positions_from_proba(history.to_numpy(), policy).side.tolist()
+    return [row.signal for row in stored], expected
+
+
+def _hysteresis_policy(proba: np.ndarray, **rules: int) -> DecisionPolicy:
+    # between two probabilities (index 12.5, 20.5, 28.5 of 41), so 1e-16 noise cannot flip one
+    low, mid, high = np.quantile(proba, [0.3125, 0.5125, 0.7125])
+    return DecisionPolicy(
+        entry_threshold=high,
+        exit_threshold=mid,
+        allow_short=True,
+        short_entry_threshold=low,
+        short_exit_threshold=mid,
+        **rules,
+    )
+
+
 def test_run_once_signals_equal_the_backtest_signals(
     make_deps: Callable[..., BotDeps],
     source: FakeSource,
@@ -315,23 +356,34 @@ def test_run_once_signals_equal_the_backtest_signals(
     session_factory: sessionmaker[Session],
     artifact: ModelArtifact,
 ) -> None:
-    history = predict_history(artifact, market_candles.iloc[:1341]).iloc[-41:]
-    # between two probabilities (index 12.5, 20.5, 28.5 of 41), so 1e-16 noise cannot flip one
-    low, mid, high = np.quantile(history.to_numpy(), [0.3125, 0.5125, 0.7125])
-    signal = SignalSettings(
-        long_threshold=high, exit_threshold=mid, short_threshold=low, allow_short=True
+    signals, expected = _replay_ticks(
+        make_deps, source, market_candles, artifact, session_factory, _hysteresis_policy
     )
-    settings = make_deps().settings
-    settings = settings.model_copy(update={"ml": settings.ml.model_copy(update={"signal": signal})})
-    deps = make_deps(settings=settings)
-    for row in [1300, 1301, 1305, 1306, 1307, 1320, 1321, 1340]:  # ticks with gaps: backfill
-        source.now = close_of(market_candles, row)
-        run_once(deps, source.now)
-    stored = _stored(session_factory)
-    assert len(stored) == 41
-    expected = signals_from_proba(history.to_numpy(), signal).tolist()
-    assert [row.signal for row in stored] == expected
+    assert signals == expected
     assert len(set(expected)) == 3  # long, flat and short all occur: hysteresis is exercised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot.market.predict_rows rebuilds PolicyState(side=position, size=1.0) for every "
+    "candle, so bars_held restarts at 0 (min_hold_bars >= 2 never lets a position go) and "
+    "bars_since_exit is 'never' (cooldown ignored); the stored predictions keep only the side",
+)
+def test_run_once_signals_equal_the_backtest_signals_with_min_hold_and_cooldown(
+    make_deps: Callable[..., BotDeps],
+    source: FakeSource,
+    market_candles: pd.DataFrame,
+    session_factory: sessionmaker[Session],
+    artifact: ModelArtifact,
+) -> None:
+    def policy_of(proba: np.ndarray) -> DecisionPolicy:
+        return _hysteresis_policy(proba, min_hold_bars=3, cooldown_bars=2)
+
+    signals, expected = _replay_ticks(
+        make_deps, source, market_candles, artifact, session_factory, policy_of
+    )
+    assert len(set(expected)) == 3
+    assert signals == expected
 
 
 def test_run_once_records_the_heartbeat(
@@ -357,11 +409,8 @@ def test_run_once_notifies_signal_changes_only(
     market_candles: pd.DataFrame,
     session_factory: sessionmaker[Session],
 ) -> None:
-    always_long = SignalSettings(long_threshold=0.0, exit_threshold=0.0, short_threshold=0.0)
-    settings = make_deps().settings
-    settings = settings.model_copy(
-        update={"ml": settings.ml.model_copy(update={"signal": always_long})}
-    )
+    always_long = DecisionPolicy(entry_threshold=0.0, exit_threshold=0.0)
+    settings = _with_policy(make_deps().settings, always_long)
     notifier = RecordingNotifier()
     deps = make_deps(settings=settings, notifier=notifier)
     run_once(deps, source.now)
