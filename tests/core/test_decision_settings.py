@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from core.errors import ConfigError
@@ -54,3 +55,50 @@ def test_ml_for_training_widens_the_purge_gap_to_the_horizon() -> None:
 def test_deadband_and_deadband_from_costs_are_exclusive() -> None:
     with pytest.raises(ValidationError, match="not both"):
         Settings.model_validate({"ml": {"labels": {"deadband": 0.01, "deadband_from_costs": True}}})
+
+
+def test_old_signal_key_names_every_new_key_and_the_fixed_mode(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("ml:\n  signal:\n    short_threshold: 0.4\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    message = str(caught.value)
+    assert "decision.mode: fixed" in message
+    for old, new in [
+        ("long_threshold", "entry_threshold"),
+        ("exit_threshold", "exit_threshold"),
+        ("short_threshold", "short_entry_threshold"),
+        ("allow_short", "allow_short"),
+    ]:
+        assert f"{old} -> {new}" in message
+
+
+@pytest.mark.parametrize(
+    ("decision", "match"),
+    [
+        (
+            {"policy": {"allow_short": True, "entry_threshold": 0.5, "short_entry_threshold": 0.5}},
+            "below entry_threshold",
+        ),
+        ({"policy": {"min_hold_bars": -1}}, r"decision\.policy\.min_hold_bars"),
+        ({"policy": {"sizing": "kelly"}}, r"decision\.policy\.sizing"),
+        ({"grid": {"min_hold_bars": []}}, "min_hold_bars must list at least one value"),
+        ({"mode": "hindsight"}, r"decision\.mode"),
+    ],
+)
+def test_bad_decision_settings_fail_naming_the_key(
+    tmp_path: Path, decision: dict[str, object], match: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"decision": decision}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        load_settings(config, environ={})
+
+
+def test_decision_defaults_are_auto_with_the_old_fixed_rule_as_policy() -> None:
+    decision = Settings().decision
+    assert decision.mode == "auto"
+    policy = decision.policy
+    assert (policy.entry_threshold, policy.exit_threshold) == (0.55, 0.50)
+    assert (policy.min_hold_bars, policy.cooldown_bars, policy.sizing) == (0, 0, "fixed")
+    assert not policy.allow_short and not policy.stay_flat
