@@ -8,7 +8,7 @@ import pytest
 from core.settings import StrategySettings
 from strategy.costs import FractionalPercentCommission, configure_broker
 from strategy.feeds import PredictionFeed
-from tests.strategy.helpers import hand_candles, with_proba
+from tests.strategy.helpers import hand_candles, with_targets
 
 
 class _BuyOnce(bt.Strategy):
@@ -27,7 +27,7 @@ class _BuyOnce(bt.Strategy):
 
 
 def _buy_once(cfg, *, size=0.35):
-    frame = with_proba(hand_candles([(100, 101, 99, 100), (102, 103, 101, 102)]), [0.5, 0.5])
+    frame = with_targets(hand_candles([(100, 101, 99, 100), (102, 103, 101, 102)]), [0, 0])
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(PredictionFeed(dataname=frame, openinterest=None))
     configure_broker(cerebro, cfg)
