@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ml.signals import signals_from_proba
 
 from backtests.run import BacktestProgress, BacktestResult, run_backtest, select_candles
 from backtests.sensitivity import engine_gap, fee_sensitivity

@@ -9,7 +9,6 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from ml.signals import signals_from_proba
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.deps import BotDeps

@@ -24,10 +24,11 @@ def assert_no_peeking(
 ) -> None:
     """Fail if a window's choice (or an earlier one's) depends on the rows inside the window.
 
-    For every test window `(fold, start, stop)`, every row in `[start, stop)` of every matrix
-    (net and gross returns, entries, exposure) is overwritten with canaries built to flip
-    the choice of a selector that reads them: noise, a crash of every candidate (a peeking
-    selector falls back to flat) and a boom of one candidate the honest choice did not pick.
+    For every test window `(fold, start, stop)`, every row in `[start, stop)` of every array
+    (net and gross returns, entries, exposure, the market's return) is overwritten with
+    canaries built to flip the choice of a selector that reads them: noise, a crash of every
+    candidate (a peeking selector falls back to flat) and a boom of one candidate the honest
+    choice did not pick.
     """
     before = selector(returns, windows, cfg)
     rng = np.random.default_rng(seed)
@@ -70,9 +71,11 @@ def _overwrite(
         log_gross=returns.log_gross.copy(),
         entries=returns.entries.copy(),
         exposure=returns.exposure.copy(),
+        market=returns.market.copy(),
     )
     out.log_net[start:stop] = log_returns
     out.log_gross[start:stop] = log_returns + 0.001
     out.entries[start:stop] = entries
     out.exposure[start:stop] = np.sign(log_returns)
+    out.market[start:stop] = log_returns.mean(axis=1)
     return out
