@@ -200,11 +200,6 @@ def test_t_statistics_hand_values():
     assert t_statistics(r[:1]).tolist() == [0.0, 0.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="objective_scores gives 0 when the downside deviation is 0, so under 'sortino' a "
-    "candidate that never lost in the selection window scores 0 and is not eligible",
-)
 def test_sortino_prefers_a_candidate_that_never_loses():
     log_net = np.zeros((200, 3))
     log_net[::10, 1] = 0.01  # ten winning candles, no losing one
