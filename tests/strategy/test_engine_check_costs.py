@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from ml.signals import signals_from_proba
 
-from core.settings import QualitySettings, SignalSettings, StrategySettings
+from core.settings import DecisionPolicy, QualitySettings, StrategySettings
 from data.files import read_candle_file
 from data.quality import clean_candles
 from strategy.runner import run_strategy
 from strategy.vectorized import simulate_signals
-from tests.strategy.helpers import sma_proba, with_proba
+from tests.strategy.helpers import sma_proba, targets
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "cdd_btc_1h_overlap.csv"
 COSTS = StrategySettings(cash=10_000.0, fee_rate=0.001, slippage_bps=20.0, position_fraction=0.95)
@@ -32,15 +32,28 @@ def candles() -> pd.DataFrame:
     return clean_candles(raw.frame, timeframe="1h", cfg=QualitySettings()).frame
 
 
-@pytest.mark.parametrize("allow_short", [False, True])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DecisionPolicy(),
+        DecisionPolicy(allow_short=True),
+        DecisionPolicy(allow_short=True, min_hold_bars=4),
+        DecisionPolicy(allow_short=True, cooldown_bars=3),
+        DecisionPolicy(allow_short=True, sizing="proba", edge_scale=3.0),
+    ],
+    ids=["long", "short", "min-hold", "cooldown", "proba-sizing"],
+)
 def test_twin_matches_backtrader_with_fees_and_slippage(
-    candles: pd.DataFrame, allow_short: bool
+    candles: pd.DataFrame, policy: DecisionPolicy
 ) -> None:
-    proba, signal = sma_proba(candles, window=12), SignalSettings(allow_short=allow_short)
-    run = run_strategy(with_proba(candles, proba), timeframe="1h", signal=signal, strategy=COSTS)
+    planned = targets(sma_proba(candles, window=12), policy)
+    run = run_strategy(
+        candles, timeframe="1h", side=planned.side, size=planned.size, strategy=COSTS
+    )
     twin = simulate_signals(
         candles,
-        signals_from_proba(proba, signal),
+        planned.side,
+        sizes=planned.size,
         cash=COSTS.cash,
         fee_rate=COSTS.fee_rate,
         slippage_bps=COSTS.slippage_bps,
