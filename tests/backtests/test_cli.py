@@ -182,11 +182,9 @@ def _read_btc_csv(path: Path) -> pd.DataFrame:
     return frame.sort_index()
 
 
-@pytest.fixture(scope="module")
-def btc_report(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cryptopred backtest` (LightGBM, default folds) on the shared BTC 1h file, once."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    config = write_config(tmp)
+def _btc_backtest(tmp: Path, shared_data_dir: Path, **sections: dict[str, Any]) -> Path:
+    """`cryptopred backtest` (LightGBM, default folds) on the shared BTC 1h file."""
+    config = write_config(tmp, **sections)
     data = shared_data_dir / "Binance_BTCUSDT_1h.csv"
     env = {**os.environ, "COLUMNS": "200"}
     cryptopred = Path(sys.executable).parent / "cryptopred"
@@ -202,6 +200,19 @@ def btc_report(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     html = Path(done.stdout.strip().splitlines()[-1])
     assert html.is_file(), done.stdout[-2000:]
     return html
+
+
+@pytest.fixture(scope="module")
+def btc_report(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default backtest (decision.mode auto) on the shared BTC 1h file, once."""
+    return _btc_backtest(tmp_path_factory.mktemp("e2e"), shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def btc_fixed_report(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same backtest trading the fixed 0.55/0.50 policy (it trades often: a fee test)."""
+    tmp = tmp_path_factory.mktemp("e2e-fixed")
+    return _btc_backtest(tmp, shared_data_dir, decision={"mode": "fixed"})
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +238,9 @@ def test_e2e_buy_and_hold_matches_the_csv(btc_report: Path, shared_data_dir: Pat
 
 
 @pytest.mark.slow
-def test_e2e_fee_changes_return_by_what_the_trade_count_implies(btc_report: Path) -> None:
-    payload = json.loads((btc_report.parent / "report.json").read_text(encoding="utf-8"))
+def test_e2e_fee_changes_return_by_what_the_trade_count_implies(btc_fixed_report: Path) -> None:
+    payload = json.loads((btc_fixed_report.parent / "report.json").read_text(encoding="utf-8"))
+    assert payload["settings"]["decision"]["mode"] == "fixed"
     (model,) = payload["models"]
     points = {p["fee_bps"]: p for p in model["fee_sensitivity"]["points"]}
     free, paid = points[0.0], points[10.0]
