@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ml.signals import signals_from_proba
 
 from core.settings import DecisionPolicy, QualitySettings, StrategySettings
 from data.files import read_candle_file
