@@ -122,7 +122,8 @@ def describe_fixed(result: BacktestResult) -> str:
     return (
         f"policy chosen per fold (nested, on earlier out-of-sample candles only) among {n} "
         f"candidates by net {decision.objective}; evidence rule: >= {decision.min_trades} "
-        f"trades and a t-statistic above what the best of them reaches by luck"
+        f"trades and a timing t-statistic that the best of them exceeds by luck only "
+        f"{decision.evidence_alpha:.0%} of the time"
         f"{' + ' + format(decision.min_t_stat, 'g') if decision.min_t_stat else ''}, else stay flat"
     )
 

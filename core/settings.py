@@ -404,6 +404,7 @@ class DecisionSettings(_Section):
     min_trades: int = Field(default=5, ge=0)
     min_t_stat: float = Field(default=0.0, ge=0.0)
     deflate_evidence: bool = True
+    evidence_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     selection_bars: int | None = Field(default=None, ge=10)
     live_policy: Literal["manifest", "config"] = "manifest"
     pbo_blocks: int = Field(default=16, ge=2)

@@ -5,7 +5,8 @@ label horizon, with one policy from the grid) is scored on the out-of-sample pre
 came strictly BEFORE the window (the earlier folds' test windows, optionally only the last
 `selection_bars` of them). The best candidate that passes the evidence rule (enough trades; a
 timing t-statistic, net of costs and of the market's drift, above `evidence_bar`: what the best
-of that many skill-less candidates reaches by luck, plus `min_t_stat`; and a better objective
+of that many skill-less candidates reaches by luck only with probability `evidence_alpha`,
+plus `min_t_stat`; and a better objective
 than staying flat) trades the window; otherwise the window stays flat. The first window has no
 earlier out-of-sample predictions and therefore stays flat. Nothing of the window itself (prices,
 labels, probabilities) reaches its own choice.
@@ -26,14 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import norm
 
 from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
 from ml.decision import positions_for_policies
-from ml.overfitting import expected_max_sharpe
 
 logger = logging.getLogger(__name__)
 
 FLAT_POLICY = DecisionPolicy(stay_flat=True)
+_SPREAD_FLOOR = 1e-12  # per-candle returns are ~1e-3; spreads below this are rounding noise
 FloatMatrix = npt.NDArray[np.float64]
 
 
@@ -205,8 +207,11 @@ def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
     if n < 2:
         return np.zeros(log_returns.shape[1])
     spread = log_returns.std(axis=0, ddof=1)
+    # Below this the "spread" is float residue (e.g. a constant exposure's excess return):
+    # its t-statistic would be arbitrary, so it counts as no evidence at all.
+    real = spread > _SPREAD_FLOOR
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(spread > 0, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
+        return np.where(real, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
 
 
 def timing_t_statistics(
@@ -226,16 +231,21 @@ def timing_t_statistics(
 
 
 def evidence_bar(n_trading: int, cfg: DecisionSettings) -> float:
-    """The t-statistic a candidate needs: `min_t_stat`, plus (with `deflate_evidence`) the t
-    that the best of `n_trading` skill-less candidates reaches by luck (Bailey & Lopez de
-    Prado 2014, E[max] of N standard normals), so that searching more candidates asks for
-    more evidence instead of finding more luck.
+    """The timing t-statistic a candidate needs: `min_t_stat`, plus (with `deflate_evidence`)
+    the (1 - `evidence_alpha`) quantile of the best t among `n_trading` skill-less candidates,
+    Phi^-1((1 - alpha) ** (1 / N)) for independent ones (conservative when they are
+    correlated, as policies on one stream are). So noise passes with probability at most
+    alpha however many candidates are searched, instead of about half the time at the
+    expected maximum (the Deflated Sharpe Ratio's SR0).
 
-    >>> round(evidence_bar(36, DecisionSettings(min_t_stat=0.0)), 2)
-    2.15
+    >>> round(evidence_bar(36, DecisionSettings(min_t_stat=0.0, evidence_alpha=0.05)), 2)
+    2.98
     """
-    luck = expected_max_sharpe(max(n_trading, 1), 1.0) if cfg.deflate_evidence else 0.0
-    return cfg.min_t_stat + luck
+    if not cfg.deflate_evidence:
+        return cfg.min_t_stat
+    n = max(n_trading, 1)
+    luck = float(norm.ppf((1.0 - cfg.evidence_alpha) ** (1.0 / n)))
+    return cfg.min_t_stat + max(luck, 0.0)
 
 
 def choose_nested(
