@@ -281,5 +281,5 @@ def test_e2e_report_renders_in_headless_chromium(chromium: Path, btc_report: Pat
         browser.close()
     assert not errors, errors
     assert not foreign, foreign
-    assert len(counts) == 9
+    assert len(counts) == 12  # 9 model charts + decision path, PBO logits, hindsight grid
     assert all(n > 0 for _, n in counts), counts

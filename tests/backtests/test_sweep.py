@@ -132,7 +132,7 @@ def test_sweep_html_has_leaderboard_and_every_symbols_sections(
 ) -> None:
     html = sweep_files.html.read_text(encoding="utf-8")
     chart_ids = re.findall(r'id="chart-([^"]+)"', html)
-    assert len(chart_ids) == len(set(chart_ids)) == 9 * len(SYMBOLS)
+    assert len(chart_ids) == len(set(chart_ids)) == 12 * len(SYMBOLS)
     assert {cid.split("-")[0] for cid in chart_ids} == {"BTC_USDT", "ETH_USDT"}
     assert "Leaderboard: symbols \u00d7 models" in html
     assert html.count("fold 1") >= len(SYMBOLS)  # each symbol's per-fold table
