@@ -3,14 +3,11 @@ from their metadata before anything is decompressed (issue 14, defects 1 and 16)
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 import requests
@@ -21,6 +18,14 @@ from api.app import create_app
 from api.batch_body import json_batch_bytes
 from api.schemas import ARROW_STREAM
 from ml.registry import ModelManifest
+from tests.api.arrow_bodies import (
+    arrow_stream,
+    forged_row_count,
+    forged_uncompressed_length,
+    tiny_batches,
+    zeros_batch,
+    zstd_bomb,
+)
 from tests.api.conftest import SMALL_ML, api_settings, features_of, install_model
 from tests.bot.processes import Server, wait_for
 
@@ -28,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 LONGEST_FLOAT = -2.2250738585072014e-308
 """A float whose `json.dumps` text is as long as any (24 characters)."""
-BOMB_ROWS = 4_000_000
-"""Rows of zeros in the zstd bomb: 34 kB on the wire, about 1 GB per 31 float64 columns."""
 MAX_GROWTH_KB = 50_000
 """What refusing a bomb may cost the server, in kB of resident memory."""
 ARROW = {"Content-Type": ARROW_STREAM}
@@ -38,49 +41,6 @@ ARROW = {"Content-Type": ARROW_STREAM}
 def _json_rows(manifest: ModelManifest, n_rows: int) -> bytes:
     row = dict.fromkeys(manifest.feature_names, LONGEST_FLOAT)
     return json.dumps({"rows": [row] * n_rows}).encode()
-
-
-def _arrow_stream(batches: list[pa.RecordBatch], *, compression: str | None = None) -> bytes:
-    sink = io.BytesIO()
-    options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.ipc.new_stream(sink, batches[0].schema, options=options) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-    return sink.getvalue()
-
-
-def _zeros(manifest: ModelManifest, n_rows: int) -> pa.RecordBatch:
-    zeros = pa.array(np.zeros(n_rows))
-    return pa.record_batch([zeros] * len(manifest.feature_names), names=manifest.feature_names)
-
-
-def zstd_bomb(manifest: ModelManifest) -> bytes:
-    """One zstd-compressed record batch of `BOMB_ROWS` zero rows with the model's columns."""
-    return _arrow_stream([_zeros(manifest, BOMB_ROWS)], compression="zstd")
-
-
-def _replaced(body: bytes, old: int, new: int, *, count: int) -> bytes:
-    """`body` with every little-endian int64 `old` replaced by `new` (exactly `count` of them)."""
-    before, after = struct.pack("<q", old), struct.pack("<q", new)
-    assert body.count(before) == count
-    return body.replace(before, after)
-
-
-def _forged_uncompressed_length(manifest: ModelManifest) -> bytes:
-    """Each compressed data buffer claims 1 TB once decompressed (its 8-byte length prefix)."""
-    body = _arrow_stream([_zeros(manifest, 1000)], compression="zstd")
-    return _replaced(body, 1000 * 8, 2**40, count=len(manifest.feature_names))
-
-
-def _forged_row_count(manifest: ModelManifest) -> bytes:
-    """77 rows of buffers, but the batch and every column claim 7,700 rows."""
-    body = _arrow_stream([_zeros(manifest, 77)])
-    return _replaced(body, 77, 7700, count=1 + len(manifest.feature_names))
-
-
-def _tiny_batches(manifest: ModelManifest) -> bytes:
-    """4,000 one-row record batches: 7 MB on the wire, ~60 MB of Arrow objects once decoded."""
-    return _arrow_stream([_zeros(manifest, 1)] * 4000)
 
 
 # ------------------------------------------------------------------------------ memory
@@ -143,9 +103,9 @@ def test_batch_body_over_its_derived_limit_is_413(tmp_path, trained_registry) ->
     ("make_body", "status", "text"),
     [
         (zstd_bomb, 422, "rows: 4000000 rows is over the limit of 10000"),
-        (_forged_uncompressed_length, 413, "Arrow body decompresses to more than 8000000 bytes"),
-        (_tiny_batches, 413, "Arrow body decompresses to more than 8000000 bytes"),
-        (_forged_row_count, 422, "Buffer #1 too small"),
+        (forged_uncompressed_length, 413, "Arrow body decompresses to more than 8000000 bytes"),
+        (tiny_batches, 413, "Arrow body decompresses to more than 8000000 bytes"),
+        (forged_row_count, 422, "Buffer #1 too small"),
     ],
     ids=["zstd-bomb", "forged-uncompressed-length", "tiny-batches", "forged-row-count"],
 )
@@ -168,7 +128,7 @@ def test_batch_arrow_compressed_batches_within_the_limits_are_scored(
     frame = pa.Table.from_pylist([features_of(manifest)] * 300)
     batches = frame.select(manifest.feature_names).to_batches(max_chunksize=100)
     for compression in ("zstd", "lz4"):
-        body = _arrow_stream(batches, compression=compression)
+        body = arrow_stream(batches, compression=compression)
         response = client.post("/predict/batch", content=body, headers=ARROW)
         assert response.status_code == 200, response.text[:300]
         assert response.json()["count"] == 300
@@ -207,7 +167,7 @@ def test_serve_memory_stays_flat_while_a_zstd_bomb_is_refused(server) -> None:
     assert server.process is not None
     pid = server.process.pid
     url = f"{server.url}/predict/batch"
-    warm_up = _arrow_stream([_zeros(manifest, 100)], compression="zstd")
+    warm_up = arrow_stream([zeros_batch(manifest, 100)], compression="zstd")
     assert requests.post(url, data=warm_up, headers=ARROW, timeout=30).status_code == 200
     bomb = zstd_bomb(manifest)
     reset_peak(pid)
