@@ -82,7 +82,7 @@ def _check_totals(rows: int, decoded: int, *, max_rows: int, max_bytes: int) -> 
             status_code=413,
             detail=f"Arrow body decompresses to more than {max_bytes} bytes (the batch limit: "
             "api.max_batch_rows rows of float64 features, at least api.max_body_bytes); "
-            "send fewer rows per request",
+            "send fewer rows per request, in fewer and larger record batches",
         )
 
 
