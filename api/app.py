@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from api.batch_body import BATCH_PATH
 from api.errors import install_error_handlers
 from api.limits import (
     ApiKeyMiddleware,
@@ -96,7 +97,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Added innermost first: rate limit, body limit, API key, CORS (outermost)."""
     if settings.api.rate_limit is not None:
         app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        self_limited_paths=frozenset({BATCH_PATH}),
+    )
     if settings.api.require_key_for_all:
         app.add_middleware(ApiKeyMiddleware, expected=settings.secrets.api_key)
     if settings.api.cors_origins:

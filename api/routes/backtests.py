@@ -14,6 +14,7 @@ from api.deps import SessionDep, SettingsDep
 from api.queries import reports_root
 from api.schemas import MODEL_ID_PATTERN, BacktestListOut, BacktestOut, ErrorOut
 from api.summaries import REPORTS_URL, backtest_summary, report_url
+from core.echo import echo_value
 from storage.repository import get_backtest_run, list_backtest_runs
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ def report_file(path: str, settings: SettingsDep) -> FileResponse:
     """A file of a backtest report (HTML, its Plotly bundle, JSON) from the reports directory."""
     file = safe_report_file(reports_root(settings), path)
     if file is None:
-        raise HTTPException(status_code=404, detail=f"no report file {path[:200]!r}")
+        raise HTTPException(
+            status_code=404, detail=f"no report file {echo_value(path, max_chars=200)}"
+        )
     return FileResponse(file, media_type=MEDIA_TYPES[file.suffix.lower()])
 
 
