@@ -31,6 +31,9 @@ from storage.repository import latest_backtest_for_model, latest_bot_run, resolv
 
 logger = logging.getLogger(__name__)
 
+HEALTH_PROBE_TIMEOUT_MS = 500
+"""How long the /health database probe may wait on a lock (Docker's health check gives 5 s)."""
+
 
 def latest_backtest(session: Any, model_id: str | None) -> BacktestSummary | None:
     """The newest backtest run that used `model_id`, summarised for that model."""
@@ -182,7 +185,7 @@ def health_report(
 
 def _probe_database(engine: Any, reasons: list[str]) -> str:
     try:
-        check_connection(engine)
+        check_connection(engine, timeout_ms=HEALTH_PROBE_TIMEOUT_MS)
     except StorageError as e:
         reasons.append(str(e))
         return "unreachable"

@@ -1,0 +1,41 @@
+"""`GET /health` under a held SQLite write lock and with lost (killed) bot runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from tests.api.conftest import api_settings, install_model, seed_database
+
+
+@contextmanager
+def held_write_lock(db_file: Path) -> Iterator[None]:
+    """Hold the SQLite write lock from another connection, as a busy bot or migration would."""
+    other = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_health_answers_fast_while_another_connection_holds_the_write_lock(
+    tmp_path, trained_registry
+) -> None:
+    settings = api_settings(tmp_path)  # busy_timeout_ms stays at its 5,000 ms default
+    manifest = install_model(trained_registry, settings)
+    seed_database(settings, manifest.model_id)
+    with TestClient(create_app(settings)) as app_client, held_write_lock(tmp_path / "test.db"):
+        started = time.perf_counter()
+        response = app_client.get("/health")
+        elapsed = time.perf_counter() - started
+    assert response.json()["database"] == "ok", response.text
+    assert response.status_code == 200, response.text
+    assert elapsed < 1.0, f"/health took {elapsed:.2f} s under a held write lock"
