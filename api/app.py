@@ -93,12 +93,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: rate limit, body limit, API key, CORS (outermost)."""
-    if settings.api.rate_limit is not None:
-        app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
+    """Added innermost first: body limit, API key, rate limit, CORS (outermost).
+
+    The rate limit sits outside the API-key check, so failed authentication attempts use up
+    the client's budget too (a key cannot be guessed at full speed).
+    """
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     if settings.api.require_key_for_all:
         app.add_middleware(ApiKeyMiddleware, expected=settings.secrets.api_key)
+    if settings.api.rate_limit is not None:
+        app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
