@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from api.clients import ClientAddressMiddleware
 from api.errors import install_error_handlers
 from api.limits import (
     ApiKeyMiddleware,
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: body limit, API key, rate limit, CORS (outermost).
+    """Added innermost first: body limit, API key, rate limit, CORS, client address (outermost).
 
     The rate limit sits outside the API-key check, so failed authentication attempts use up
     the client's budget too (a key cannot be guessed at full speed).
@@ -110,3 +111,4 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.api.trusted_proxies)

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -366,6 +367,7 @@ class ApiSettings(_Section):
     cors_origins: tuple[str, ...] = ()
     require_key_for_all: bool = False
     max_tick_age: Duration = timedelta(hours=3)
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class StorageSettings(_Section):
