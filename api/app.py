@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.clients import ClientAddressMiddleware
 from api.errors import install_error_handlers
+from api.headers import SecurityHeadersMiddleware
 from api.limits import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -94,7 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: body limit, API key, rate limit, CORS, client address (outermost).
+    """Added innermost first: body limit, API key, rate limit, CORS, security headers, client
+    address (outermost).
 
     The rate limit sits outside the API-key check, so failed authentication attempts use up
     the client's budget too (a key cannot be guessed at full speed).
@@ -111,4 +113,6 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
+    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(SecurityHeadersMiddleware, exempt_paths=[p for p in docs if p])
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.api.trusted_proxies)
