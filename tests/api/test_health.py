@@ -39,3 +39,25 @@ def test_health_answers_fast_while_another_connection_holds_the_write_lock(
     assert response.json()["database"] == "ok", response.text
     assert response.status_code == 200, response.text
     assert elapsed < 1.0, f"/health took {elapsed:.2f} s under a held write lock"
+
+
+def test_health_reports_a_killed_bot_as_lost(tmp_path, trained_registry) -> None:
+    settings = api_settings(tmp_path)  # bot.timeframes ["1h"]: lost after two hours
+    manifest = install_model(trained_registry, settings)
+    ticked_ms = int(time.time() * 1000) - int(2.5 * 3_600_000)  # within api.max_tick_age (3h)
+    seed_database(settings, manifest.model_id, now_ms=ticked_ms)
+    with TestClient(create_app(settings)) as app_client:
+        response = app_client.get("/health")
+    body = response.json()
+    assert response.status_code == 503, body
+    assert body["bot_status"] == "lost"
+    assert any("is lost" in reason and "two ticks" in reason for reason in body["reasons"]), body
+
+
+def test_health_keeps_a_bot_running_within_two_ticks(tmp_path, trained_registry) -> None:
+    settings = api_settings(tmp_path)
+    manifest = install_model(trained_registry, settings)
+    seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 5_400_000)
+    with TestClient(create_app(settings)) as app_client:
+        body = app_client.get("/health").json()
+    assert body["bot_status"] == "running" and body["status"] == "ok", body
