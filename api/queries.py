@@ -40,6 +40,7 @@ HEALTH_PROBE_TIMEOUT_MS = 500
 """How long the /health database probe may wait on a lock (Docker's health check gives 5 s)."""
 LOST_AFTER_TICKS = 2
 """A running bot whose heartbeat is older than this many ticks is reported as lost."""
+LOST_MIN_MS = 60_000
 
 
 def latest_backtest(session: Any, model_id: str | None) -> BacktestSummary | None:
@@ -163,9 +164,7 @@ def health_report(
     reasons: list[str] = []
     database = _probe_database(engine, reasons)
     model_id, model_age = _probe_model(store, pair.symbol, pair.timeframe, now, reasons)
-    lost_after_ms = LOST_AFTER_TICKS * tick_interval_ms(
-        settings.bot.timeframes, poll_seconds=settings.bot.poll_seconds
-    )
+    lost_after_ms = lost_after(settings)
     run = _probe_bot(session_factory, now, lost_after_ms, reasons) if database == "ok" else None
     tick_at = from_epoch_ms(run.last_tick_ms) if run and run.last_tick_ms else None
     tick_age = (now - tick_at).total_seconds() if tick_at else None
@@ -186,6 +185,14 @@ def health_report(
     )
 
 
+def lost_after(settings: Settings) -> int:
+    """Milliseconds without a heartbeat after which a running bot is lost: two ticks, or
+    `LOST_MIN_MS` for a bot polling every few seconds (one slow tick must not count as lost).
+    """
+    tick_ms = tick_interval_ms(settings.bot.timeframes, poll_seconds=settings.bot.poll_seconds)
+    return max(LOST_AFTER_TICKS * tick_ms, LOST_MIN_MS)
+
+
 def _bot_reasons(
     run: BotRun, tick_age: float | None, settings: Settings, lost_after_ms: int
 ) -> list[str]:
@@ -193,7 +200,7 @@ def _bot_reasons(
     if run.status == "lost":
         return [
             f"the bot run {run.id} (host {run.host}, pid {run.pid}) is lost: no heartbeat for "
-            f"more than two ticks ({lost_after_ms / 1000:.0f} s) although it never stopped; "
+            f"more than two ticks ({lost_after_ms / 1000:.0f} s), yet it never stopped; "
             "its process was probably killed; start the bot again with `cryptopred live`"
         ]
     if run.status != "running":

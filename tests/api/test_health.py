@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.queries import LOST_MIN_MS, lost_after
 from tests.api.conftest import api_settings, install_model, seed_database
+from tests.factories import make_settings
 
 
 @contextmanager
@@ -61,3 +64,15 @@ def test_health_keeps_a_bot_running_within_two_ticks(tmp_path, trained_registry)
     with TestClient(create_app(settings)) as app_client:
         body = app_client.get("/health").json()
     assert body["bot_status"] == "running" and body["status"] == "ok", body
+
+
+@pytest.mark.parametrize(
+    ("bot", "expected_ms"),
+    [
+        ({}, 2 * 3_600_000),  # two 1h ticks
+        ({"timeframes": ["4h", "15m"]}, 2 * 900_000),  # the shortest timeframe ticks most
+        ({"poll_seconds": 0.1}, LOST_MIN_MS),  # a replay bot: one slow tick is not "lost"
+    ],
+)
+def test_lost_after_is_two_ticks_of_the_bot(bot: dict, expected_ms: int) -> None:
+    assert lost_after(make_settings(None, bot=bot)) == expected_ms
