@@ -13,6 +13,9 @@ from core.echo import echo_value
 from core.types import Direction, Signal
 
 BotStatus = Literal["running", "stopped", "failed"]
+"""What a bot process records about itself (the `bot_runs.status` column)."""
+BotRunStatus = Literal["running", "stopped", "failed", "lost"]
+"""As read back: "lost" is a "running" run whose heartbeat stopped (its process was killed)."""
 ModelEventKind = Literal["promoted", "rejected", "retrained"]
 
 MAX_CURSOR_PART = 2**63 - 1
@@ -134,7 +137,7 @@ class BotRun:
     started_ms: int
     last_tick_ms: int | None
     finished_ms: int | None
-    status: BotStatus
+    status: BotRunStatus
     ticks: int
     predictions_written: int
     temporary_errors: int

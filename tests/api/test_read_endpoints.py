@@ -45,7 +45,8 @@ def test_health_is_503_with_reasons(tmp_path) -> None:
 def test_health_reports_a_stale_bot(tmp_path, trained_registry) -> None:
     settings = api_settings(tmp_path, api={"max_tick_age": "1h"})
     manifest = install_model(trained_registry, settings)
-    seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 3 * 3_600_000)
+    # 90 min: older than max_tick_age, not yet two 1h ticks (that would be "lost")
+    seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 5_400_000)
     with TestClient(create_app(settings)) as app_client:
         response = app_client.get("/health")
     assert response.status_code == 503
