@@ -13,7 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from api.batch_body import BATCH_PATH
+from api.clients import ClientAddressMiddleware
 from api.errors import install_error_handlers
+from api.headers import SecurityHeadersMiddleware
 from api.limits import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -93,12 +96,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: rate limit, body limit, API key, CORS (outermost)."""
-    if settings.api.rate_limit is not None:
-        app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    """Added innermost first: body limit, API key, rate limit, CORS, security headers, client
+    address (outermost).
+
+    The rate limit sits outside the API-key check, so failed authentication attempts use up
+    the client's budget too (a key cannot be guessed at full speed). `/predict/batch` reads
+    its own body against a limit derived from `api.max_batch_rows`.
+    """
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        self_limited_paths=frozenset({BATCH_PATH}),
+    )
     if settings.api.require_key_for_all:
         app.add_middleware(ApiKeyMiddleware, expected=settings.secrets.api_key)
+    if settings.api.rate_limit is not None:
+        app.add_middleware(RateLimitMiddleware, rate=parse_rate_limit(settings.api.rate_limit))
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -106,3 +119,6 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
+    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(SecurityHeadersMiddleware, exempt_paths=[p for p in docs if p])
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.api.trusted_proxies)

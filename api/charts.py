@@ -121,9 +121,12 @@ def probability_figure(predictions: pd.DataFrame, *, threshold: float) -> go.Fig
     return fig
 
 
-def figure_html(fig: go.Figure, *, div_id: str) -> str:
-    """A `<div>` + script fragment; the page loads Plotly itself from /static/plotly.min.js."""
-    return str(
+def figure_html(fig: go.Figure, *, div_id: str, nonce: str | None = None) -> str:
+    """A `<div>` + script fragment; the page loads Plotly itself from /static/plotly.min.js.
+
+    `nonce` goes on the inline script, which the page's Content-Security-Policy then allows.
+    """
+    html = str(
         pio.to_html(
             fig,
             include_plotlyjs=False,
@@ -132,3 +135,5 @@ def figure_html(fig: go.Figure, *, div_id: str) -> str:
             config={"displaylogo": False, "responsive": True},
         )
     )
+    # the first tag is the fragment's own script; its JSON data escapes "<" (\u003c)
+    return html if nonce is None else html.replace("<script", f'<script nonce="{nonce}"', 1)

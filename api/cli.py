@@ -11,7 +11,8 @@ import typer
 import uvicorn
 
 from api.app import CONFIG_ENV
-from core.settings import require_settings
+from core.settings import Settings, require_settings
+from storage.db import init_db, make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def serve_command(
 ) -> None:
     """Serve the REST API and the dashboard (http://HOST:PORT/, docs at /docs)."""
     settings = require_settings(ctx.obj)
+    prepare_database(settings)
     config = ctx.find_root().params.get("config")
     if isinstance(config, Path) and config.is_file():
         # every worker builds its app through the factory, which reads this variable
@@ -44,3 +46,19 @@ def serve_command(
         log_config=None,
         proxy_headers=False,
     )
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate the schema before uvicorn starts (each app's start-up then finds it at head).
+
+    A locked, unreachable or unwritable database then fails here as one `error:` line and
+    exit code 2, not as uvicorn's start-up traceback and exit code 3.
+
+    Raises:
+        StorageError: the database cannot be opened or migrated.
+    """
+    engine = make_engine(settings.storage.db_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        init_db(engine)
+    finally:
+        engine.dispose()

@@ -81,8 +81,18 @@ class Dashboard:
     charts: dict[str, str] = field(default_factory=dict)
 
 
-def build_dashboard(session: Any, store: ModelStore, settings: Settings, pair: Pair) -> Dashboard:
-    """Gather the page: signals, accuracy, predictions, model metrics, form, backtests."""
+def build_dashboard(
+    session: Any,
+    store: ModelStore,
+    settings: Settings,
+    pair: Pair,
+    *,
+    script_nonce: str | None = None,
+) -> Dashboard:
+    """Gather the page: signals, accuracy, predictions, model metrics, form, backtests.
+
+    `script_nonce` is put on the charts' inline scripts (the page's Content-Security-Policy).
+    """
     model = store.current_or_none(pair.symbol, pair.timeframe)
     if model is None:
         store.check_known(pair.symbol, pair.timeframe)
@@ -115,7 +125,7 @@ def build_dashboard(session: Any, store: ModelStore, settings: Settings, pair: P
         classification_rows=_classification_rows(info, accuracy),
         trading_rows=_trading_rows(info.backtest if info else None),
         baselines=_baselines(info),
-        charts=_charts(info, accuracy, [to_logged(p) for p in history]),
+        charts=_charts(info, accuracy, [to_logged(p) for p in history], nonce=script_nonce),
     )
 
 
@@ -213,7 +223,11 @@ def _baselines(info: ModelInfoOut | None) -> Mapping[str, Any]:
 
 
 def _charts(
-    info: ModelInfoOut | None, accuracy: AccuracyOut, history: list[LoggedPrediction]
+    info: ModelInfoOut | None,
+    accuracy: AccuracyOut,
+    history: list[LoggedPrediction],
+    *,
+    nonce: str | None,
 ) -> dict[str, str]:
     charts: dict[str, str] = {}
     if accuracy.series:
@@ -228,7 +242,7 @@ def _charts(
         }
         shown = {k: v for k, v in references.items() if v is not None and finite_or_none(v)}
         charts["accuracy"] = figure_html(
-            accuracy_figure(series, references=shown), div_id="chart-accuracy"
+            accuracy_figure(series, references=shown), div_id="chart-accuracy", nonce=nonce
         )
     if history:
         frame = pd.DataFrame(
@@ -240,9 +254,11 @@ def _charts(
         ).sort_index()
         threshold = history[0].threshold
         charts["probability"] = figure_html(
-            probability_figure(frame, threshold=threshold), div_id="chart-probability"
+            probability_figure(frame, threshold=threshold), div_id="chart-probability", nonce=nonce
         )
     if info and info.feature_importance:
         importance = pd.Series(info.feature_importance, dtype=float)
-        charts["importance"] = figure_html(importance_figure(importance), div_id="chart-importance")
+        charts["importance"] = figure_html(
+            importance_figure(importance), div_id="chart-importance", nonce=nonce
+        )
     return charts

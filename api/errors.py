@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.models import NoModelYetError
+from core.echo import MAX_VALUE_CHARS, clip_text, first_items
 from core.errors import (
     AppError,
     ConfigError,
@@ -61,43 +63,71 @@ async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Map an `AppError` to its status; the message already says what to do."""
     error = exc if isinstance(exc, AppError) else AppError(str(exc))
     status = status_of(error)
+    detail = clip_text(str(error))
     level = logging.WARNING if status >= 500 else logging.INFO
     logger.log(
         level,
         "%s %s -> %d %s: %s",
         request.method,
-        request.url.path,
+        clip_text(request.url.path, max_chars=200),
         status,
         type(error).__name__,
-        error,
+        detail,
     )
-    return JSONResponse({"detail": str(error)}, status_code=status)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
-def describe_validation_errors(errors: Any) -> list[dict[str, Any]]:
-    """Validation errors without echoed input, each message naming its field."""
-    described = []
-    for error in errors:
-        loc = [part for part in error.get("loc", ()) if part != "body"] or ["body"]
-        field = ".".join(str(part) for part in loc)
-        message = _FRIENDLY.get(error.get("type", ""), error.get("msg", "is invalid"))
-        if error.get("type") == "json_invalid":
-            message = f"is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors without echoed input, each message naming its field.
+
+    At most `core.echo.MAX_ITEMS` are described, plus one entry counting the rest, and every
+    location part is cut to a bounded length, so a huge invalid body gets a small answer.
+    """
+    shown, more = first_items(errors)
+    described = [_describe(error) for error in shown]
+    if more:
         described.append(
-            {"loc": list(error.get("loc", ())), "msg": f"{field} {message}", "type": error["type"]}
+            {
+                "loc": [],
+                "msg": f"{more} invalid field(s) not listed; fix the ones above first",
+                "type": "too_many_errors",
+            }
         )
     return described
 
 
+def _describe(error: dict[str, Any]) -> dict[str, Any]:
+    loc = [_bounded(part) for part in error.get("loc", ())]
+    field = ".".join(str(part) for part in loc if part != "body") or "body"
+    message = _FRIENDLY.get(error.get("type", ""), error.get("msg", "is invalid"))
+    if error.get("type") == "json_invalid":
+        message = f"is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+    return {
+        "loc": loc,
+        "msg": clip_text(f"{field} {message}", max_chars=300),
+        "type": clip_text(str(error.get("type", "")), max_chars=60),
+    }
+
+
+def _bounded(part: Any) -> Any:
+    """A location part (a field name, key or index); long keys cut with `core.echo`."""
+    return part if isinstance(part, int) else clip_text(str(part), max_chars=MAX_VALUE_CHARS)
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """422 listing every invalid field by name (the input itself is not echoed back)."""
+    """422 listing the invalid fields by name (the input itself is not echoed back)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     return JSONResponse({"detail": describe_validation_errors(errors)}, status_code=422)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """500 without a traceback; the server log keeps it."""
-    logger.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    logger.exception(
+        "Unhandled error on %s %s",
+        request.method,
+        clip_text(request.url.path, max_chars=200),
+        exc_info=exc,
+    )
     return JSONResponse(
         {"detail": "internal server error; the server log has the details"}, status_code=500
     )

@@ -1,9 +1,10 @@
 """Decoding of prediction request bodies into model-ordered arrays or candle frames.
 
-`/predict/batch` parses its own body: Pydantic's Rust JSON parser validates 10,000 rows in
-one pass (FastAPI's default would run Python's `json.loads`, which also accepts `NaN`), and an
-Arrow IPC stream body skips number parsing entirely. Both paths enforce the same rules:
-finite numbers only, exactly the model's features, 1..`api.max_batch_rows` rows.
+The prediction routes parse their own bodies: Pydantic's Rust JSON parser validates 10,000
+rows in one pass (FastAPI's default would run Python's `json.loads`, which also accepts `NaN`),
+and an Arrow IPC stream body (`api.arrow_input`) skips number parsing entirely. Both paths
+enforce the same rules: finite numbers only, exactly the model's features,
+1..`api.max_batch_rows` rows.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from api.models import LoadedModel, check_feature_names
-from api.schemas import BatchRequest, Candle, PairQuery, PredictRequest
+from api.schemas import BatchRequest, Candle, CandlesRequest, PairQuery, PredictRequest
+from core.echo import echo_value
 from core.errors import DataValidationError
 from core.timeframes import last_closed_candle_open
 from data.quality import find_gaps
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _BATCH = TypeAdapter(BatchRequest)
 _PREDICT = TypeAdapter(PredictRequest)
+_CANDLES = TypeAdapter(CandlesRequest)
 _NO_QUERY = PairQuery()
 Matrix = npt.NDArray[np.float64]
 JSON_TYPE = "application/json"
@@ -45,7 +47,8 @@ def media_type_of(request: Request, *, accepted: Collection[str]) -> str:
     if media_type not in accepted:
         raise HTTPException(
             status_code=415,
-            detail=f"content-type {media_type!r} is not supported; send {' or '.join(accepted)}",
+            detail=f"content-type {echo_value(media_type)} is not supported; "
+            f"send {' or '.join(accepted)}",
         )
     return media_type
 
@@ -82,7 +85,13 @@ def predict_body(body: bytes) -> PredictRequest:
     return validate_json(_PREDICT, body)
 
 
-def _check_row_count(n_rows: int, max_rows: int, *, what: str = "rows") -> None:
+def candles_body(body: bytes) -> CandlesRequest:
+    """The `/predict/candles` body, validated like `/predict` (same parser, same messages)."""
+    return validate_json(_CANDLES, body)
+
+
+def check_row_count(n_rows: int, max_rows: int, *, what: str = "rows") -> None:
+    """Raise a 422 for an empty batch or one over `max_rows` (api.max_batch_rows)."""
     if n_rows == 0:
         raise HTTPException(status_code=422, detail=f"{what}: empty batch; send at least one row")
     if n_rows > max_rows:
@@ -102,7 +111,7 @@ def rows_from_json(body: bytes, model: LoadedModel, *, max_rows: int) -> Matrix:
         FeatureMismatchError: a row lacks features or has unknown ones (row and names given).
     """
     rows = validate_json(_BATCH, body).rows
-    _check_row_count(len(rows), max_rows)
+    check_row_count(len(rows), max_rows)
     expected = model.feature_index.keys()
     for number, row in enumerate(rows):
         if row.keys() != expected:
@@ -111,44 +120,8 @@ def rows_from_json(body: bytes, model: LoadedModel, *, max_rows: int) -> Matrix:
     return np.array([values(row) for row in rows], dtype=np.float64).reshape(len(rows), -1)
 
 
-def rows_from_arrow(body: bytes, model: LoadedModel, *, max_rows: int) -> Matrix:
-    """A (n, n_features) matrix from an Arrow IPC stream with one numeric column per feature.
-
-    Raises:
-        DataValidationError: not an Arrow stream, a non-numeric or null-holding column,
-            or a non-finite value (column and row named).
-        HTTPException: 422 for an empty or oversized batch.
-        FeatureMismatchError: missing or unknown columns.
-    """
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise DataValidationError(
-            f"body is not an Arrow IPC stream ({e}); write it with pyarrow.ipc.new_stream"
-        ) from e
-    names = table.column_names
-    if len(set(names)) != len(names):
-        raise DataValidationError(f"Arrow columns must be unique, got {sorted(names)}")
-    check_feature_names(model, names)
-    _check_row_count(table.num_rows, max_rows)
-    columns = []
-    for name in model.feature_names:
-        column = table.column(name)
-        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-            raise DataValidationError(f"column {name!r} has type {column.type}; send numbers")
-        if column.null_count:
-            first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataValidationError(
-                f"rows[{first}].{name} is null ({column.null_count} null value(s) in column "
-                f"{name!r}); send finite numbers"
-            )
-        columns.append(column.to_numpy().astype(np.float64, copy=False))
-    matrix = np.column_stack(columns)
-    _check_finite(matrix, model.feature_names)
-    return matrix
-
-
-def _check_finite(matrix: Matrix, names: Sequence[str]) -> None:
+def check_finite(matrix: Matrix, names: Sequence[str]) -> None:
+    """Raise `DataValidationError` naming the first NaN/Infinity (row and feature)."""
     finite = np.isfinite(matrix)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -166,7 +139,7 @@ def candles_frame(
         DataValidationError: broken OHLC rules, order, grid, gaps, or candles not closed yet.
         HTTPException: 422 for too many candles.
     """
-    _check_row_count(len(candles), max_rows, what="candles")
+    check_row_count(len(candles), max_rows, what="candles")
     frame = validate_ohlcv(frame_from_rows(candles), timeframe=timeframe)
     gaps = find_gaps(pd.DatetimeIndex(frame.index), timeframe)
     if gaps:

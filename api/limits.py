@@ -31,14 +31,20 @@ def _json_response(status: int, detail: str, headers: dict[str, str] | None = No
 
 # ------------------------------------------------------------------------------ body size
 class BodyLimitMiddleware:
-    """Refuse request bodies over `max_bytes` with 413, declared or streamed (pure ASGI)."""
+    """Refuse request bodies over `max_bytes` with 413, declared or streamed (pure ASGI).
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    Routes in `self_limited_paths` read their body against their own limit (`api.batch_body`).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, self_limited_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.self_limited_paths = self_limited_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.self_limited_paths:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

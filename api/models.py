@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from api.inference import Scorer, make_scorer
+from core.echo import echo_items
 from core.errors import FeatureMismatchError, ModelNotFoundError
 from ml.registry import ModelArtifact, ModelManifest, current_model_id, load_model
 
@@ -67,12 +68,20 @@ class LoadedModel:
 
 
 def check_feature_names(model: LoadedModel, names: Collection[str], *, where: str = "") -> None:
-    """Raise `FeatureMismatchError` unless `names` are exactly the model's features."""
+    """Raise `FeatureMismatchError` unless `names` are exactly the model's features.
+
+    The message names at most a few missing and unknown features (`core.echo`), however many
+    keys the request sent.
+    """
     if len(names) == len(model.feature_names) and all(n in model.feature_index for n in names):
         return
-    missing = [name for name in model.feature_names if name not in names]
-    extra = sorted(name for name in names if name not in model.feature_index)
-    parts = [f"missing {missing}" if missing else "", f"unknown {extra}" if extra else ""]
+    given = set(names)
+    missing = [name for name in model.feature_names if name not in given]
+    extra = sorted(name for name in given if name not in model.feature_index)
+    parts = [
+        f"missing {echo_items(missing)}" if missing else "",
+        f"unknown {echo_items(extra)}" if extra else "",
+    ]
     detail = "; ".join(part for part in parts if part)
     raise FeatureMismatchError(
         f"{where}features do not match model {model.manifest.model_id}: {detail}; "

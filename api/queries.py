@@ -22,14 +22,25 @@ from api.schemas import (
 from api.summaries import backtest_summary, expectation, live_accuracy
 from core.errors import AppError, ModelError, StorageError
 from core.settings import Settings
-from core.timeframes import from_epoch_ms
+from core.timeframes import from_epoch_ms, tick_interval_ms, to_epoch_ms
 from ml.features import feature_specs
 from ml.predict import feature_settings_of
 from ml.registry import ModelManifest, read_manifest
 from storage.db import check_connection, session_scope
-from storage.repository import latest_backtest_for_model, latest_bot_run, resolved_predictions
+from storage.repository import (
+    BotRun,
+    latest_backtest_for_model,
+    latest_bot_run,
+    resolved_predictions,
+)
 
 logger = logging.getLogger(__name__)
+
+HEALTH_PROBE_TIMEOUT_MS = 500
+"""How long the /health database probe may wait on a lock (Docker's health check gives 5 s)."""
+LOST_AFTER_TICKS = 2
+"""A running bot whose heartbeat is older than this many ticks is reported as lost."""
+LOST_MIN_MS = 60_000
 
 
 def latest_backtest(session: Any, model_id: str | None) -> BacktestSummary | None:
@@ -155,18 +166,12 @@ def health_report(
     reasons: list[str] = []
     database = _probe_database(engine, reasons)
     model_id, model_age = _probe_model(store, pair.symbol, pair.timeframe, now, reasons)
-    run = _probe_bot(session_factory, reasons) if database == "ok" else None
+    lost_after_ms = lost_after(settings)
+    run = _probe_bot(session_factory, now, lost_after_ms, reasons) if database == "ok" else None
     tick_at = from_epoch_ms(run.last_tick_ms) if run and run.last_tick_ms else None
     tick_age = (now - tick_at).total_seconds() if tick_at else None
-    if run is not None and run.status != "running":
-        reasons.append(f"the bot is {run.status} (last error: {run.last_error or 'none'})")
-    elif run is not None and (
-        tick_age is None or tick_age > settings.api.max_tick_age.total_seconds()
-    ):
-        age = "never ticked" if tick_age is None else f"last tick {tick_age:.0f} s ago"
-        reasons.append(
-            f"bot heartbeat is stale: {age} (api.max_tick_age={settings.api.max_tick_age})"
-        )
+    if run is not None:
+        reasons.extend(_bot_reasons(run, tick_age, settings, lost_after_ms))
     return HealthOut(
         status="unhealthy" if reasons else "ok",
         reasons=reasons,
@@ -182,9 +187,35 @@ def health_report(
     )
 
 
+def lost_after(settings: Settings) -> int:
+    """Milliseconds without a heartbeat after which a running bot is lost: two ticks, or
+    `LOST_MIN_MS` for a bot polling every few seconds (one slow tick must not count as lost).
+    """
+    tick_ms = tick_interval_ms(settings.bot.timeframes, poll_seconds=settings.bot.poll_seconds)
+    return max(LOST_AFTER_TICKS * tick_ms, LOST_MIN_MS)
+
+
+def _bot_reasons(
+    run: BotRun, tick_age: float | None, settings: Settings, lost_after_ms: int
+) -> list[str]:
+    """What is wrong with the latest bot run: lost, stopped or failed, or a stale heartbeat."""
+    if run.status == "lost":
+        return [
+            f"the bot run {run.id} (host {run.host}, pid {run.pid}) is lost: no heartbeat for "
+            f"more than two ticks ({lost_after_ms / 1000:.0f} s), yet it never stopped; "
+            "its process was probably killed; start the bot again with `cryptopred live`"
+        ]
+    if run.status != "running":
+        return [f"the bot is {run.status} (last error: {run.last_error or 'none'})"]
+    if tick_age is None or tick_age > settings.api.max_tick_age.total_seconds():
+        age = "never ticked" if tick_age is None else f"last tick {tick_age:.0f} s ago"
+        return [f"bot heartbeat is stale: {age} (api.max_tick_age={settings.api.max_tick_age})"]
+    return []
+
+
 def _probe_database(engine: Any, reasons: list[str]) -> str:
     try:
-        check_connection(engine)
+        check_connection(engine, timeout_ms=HEALTH_PROBE_TIMEOUT_MS)
     except StorageError as e:
         reasons.append(str(e))
         return "unreachable"
@@ -202,10 +233,12 @@ def _probe_model(
     return model.manifest.model_id, (now - model.manifest.created_at).total_seconds()
 
 
-def _probe_bot(session_factory: Any, reasons: list[str]) -> Any:
+def _probe_bot(
+    session_factory: Any, now: datetime, lost_after_ms: int, reasons: list[str]
+) -> BotRun | None:
     try:
         with session_scope(session_factory, operation="health check", read_only=True) as session:
-            run = latest_bot_run(session)
+            run = latest_bot_run(session, now_ms=to_epoch_ms(now), lost_after_ms=lost_after_ms)
     except AppError as e:
         reasons.append(str(e))
         return None

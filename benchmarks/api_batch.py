@@ -8,8 +8,9 @@ Target (issue 6): API rows/s >= 50 % of `estimator.predict_proba(DataFrame)` row
 model. Both request formats are measured end to end over one keep-alive connection to a
 `python -m uvicorn api.app:create_app --factory` on 127.0.0.1 (client serialisation excluded,
 sending and reading the whole response included): JSON `{"rows": [{name: value}, ...]}` with
-full-precision floats (10.6 MB, so the benchmark raises `api.max_body_bytes`) and an Arrow IPC
-stream (2.5 MB). The rows are the newest 10,000 feature rows of the shared BTC 1h candles.
+full-precision floats (10.6 MB: within the batch body limit that `api.max_batch_rows` implies,
+so the default config serves it) and an Arrow IPC stream (2.5 MB). The rows are the newest
+10,000 feature rows of the shared BTC 1h candles.
 """
 
 from __future__ import annotations

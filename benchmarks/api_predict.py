@@ -101,7 +101,7 @@ def write_config(root: Path) -> Path:
         "data": {"cache_dir": str(root / "cache")},
         "backtest": {"reports_dir": str(root / "reports")},
         "storage": {"db_url": f"sqlite:///{root / 'bench.db'}"},
-        "api": {"rate_limit": None, "max_body_bytes": 64_000_000},
+        "api": {"rate_limit": None},
         "logging": {"level": "WARNING"},
     }
     path = root / "config.yaml"

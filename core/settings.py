@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -518,6 +519,7 @@ class ApiSettings(_Section):
     cors_origins: tuple[str, ...] = ()
     require_key_for_all: bool = False
     max_tick_age: Duration = timedelta(hours=3)
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class StorageSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from core.errors import ConfigError
@@ -30,6 +31,17 @@ def timeframe_to_timedelta(timeframe: str) -> timedelta:
     datetime.timedelta(seconds=14400)
     """
     return timedelta(milliseconds=timeframe_to_ms(timeframe))
+
+
+def tick_interval_ms(timeframes: Iterable[str], *, poll_seconds: float | None = None) -> int:
+    """How often the bot ticks: every `poll_seconds`, else at each close of its shortest timeframe.
+
+    >>> tick_interval_ms(["4h", "15m"]), tick_interval_ms(["1h"], poll_seconds=2.5)
+    (900000, 2500)
+    """
+    if poll_seconds is not None:
+        return max(1, round(poll_seconds * 1000))
+    return min(timeframe_to_ms(timeframe) for timeframe in timeframes)
 
 
 def bars_per_year(timeframe: str) -> float:

@@ -209,17 +209,36 @@ def describe_error(operation: str, url: URL, error: SQLAlchemyError) -> str:
     return f"Database {operation} failed on {safe_url(url)}: {detail}; {hint}"
 
 
-def check_connection(engine: Engine) -> None:
-    """Run `SELECT 1`.
+def check_connection(engine: Engine, *, timeout_ms: int | None = None) -> None:
+    """Run `SELECT 1` in a read-only (deferred) transaction, as a health probe.
+
+    The probe never takes the SQLite write lock, so a writer holding it does not delay it;
+    `timeout_ms` caps how long this probe alone waits on any other lock (SQLite busy_timeout).
 
     Raises:
         StorageError: the database cannot be reached or opened.
     """
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execution_options(**{READ_ONLY_OPTION: True})
+            with _probe_busy_timeout(conn, timeout_ms):
+                conn.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
         raise StorageError(describe_error("connection check", engine.url, e)) from e
+
+
+@contextmanager
+def _probe_busy_timeout(conn: Connection, timeout_ms: int | None) -> Iterator[None]:
+    """Lower SQLite's busy_timeout on this pooled connection, and restore it afterwards."""
+    if timeout_ms is None or conn.dialect.name != "sqlite":
+        yield
+        return
+    previous = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(timeout_ms)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={previous}")
 
 
 def alembic_config() -> Config:

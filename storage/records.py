@@ -9,10 +9,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.echo import echo_value
 from core.types import Direction, Signal
 
 BotStatus = Literal["running", "stopped", "failed"]
+"""What a bot process records about itself (the `bot_runs.status` column)."""
+BotRunStatus = Literal["running", "stopped", "failed", "lost"]
+"""As read back: "lost" is a "running" run whose heartbeat stopped (its process was killed)."""
 ModelEventKind = Literal["promoted", "rejected", "retrained"]
+
+MAX_CURSOR_PART = 2**63 - 1
+"""Largest part of a page cursor: the range of the BIGINT columns it points into."""
 
 _DIRECTIONS = ("UP", "DOWN")
 _SIGNALS = (-1, 0, 1)
@@ -130,7 +137,7 @@ class BotRun:
     started_ms: int
     last_tick_ms: int | None
     finished_ms: int | None
-    status: BotStatus
+    status: BotRunStatus
     ticks: int
     predictions_written: int
     temporary_errors: int
@@ -205,6 +212,12 @@ def encode_cursor(candle_open_ms: int, prediction_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[int, int]:
     """The (candle_open_ms, id) keyset behind a cursor.
 
+    Both parts must be what `encode_cursor` writes: canonical non-negative integers that fit
+    the database's signed 64-bit columns (a larger one made SQLite raise OverflowError).
+
+    >>> decode_cursor(encode_cursor(MAX_CURSOR_PART, 1))
+    (9223372036854775807, 1)
+
     Raises:
         ValueError: the cursor was not produced by `encode_cursor`.
     """
@@ -213,10 +226,19 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
         open_ms, prediction_id = (int(part) for part in text.split(":"))
     except (ValueError, UnicodeError, binascii.Error) as e:
-        raise ValueError(
-            f"invalid cursor {cursor[:40]!r}; pass the next_cursor of the previous page unchanged"
-        ) from e
+        raise _invalid_cursor(cursor) from e
+    if text != f"{open_ms}:{prediction_id}" or not (
+        0 <= open_ms <= MAX_CURSOR_PART and 0 <= prediction_id <= MAX_CURSOR_PART
+    ):
+        raise _invalid_cursor(cursor)
     return open_ms, prediction_id
+
+
+def _invalid_cursor(cursor: str) -> ValueError:
+    return ValueError(
+        f"invalid cursor {echo_value(cursor, max_chars=40)}; "
+        "pass the next_cursor of the previous page unchanged"
+    )
 
 
 def json_safe(value: Any) -> Any:

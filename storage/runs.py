@@ -15,6 +15,7 @@ from storage.models import BacktestRunRow, BotRunRow, ModelEventRow
 from storage.records import (
     BacktestRun,
     BotRun,
+    BotRunStatus,
     BotStatus,
     ModelEvent,
     ModelEventKind,
@@ -99,8 +100,15 @@ def _update_bot_run(
         )
 
 
-def latest_bot_run(session: Session) -> BotRun | None:
-    """The most recently started bot run, or None."""
+def latest_bot_run(
+    session: Session, *, now_ms: int | None = None, lost_after_ms: int | None = None
+) -> BotRun | None:
+    """The most recently started bot run, or None.
+
+    Given `now_ms` and `lost_after_ms`, a "running" run whose last heartbeat (its last tick, or
+    its start) is older than `lost_after_ms` comes back as "lost": its process ended without
+    finishing the run (kill -9, a crash of the machine), so it will never tick again.
+    """
     stmt = select(BotRunRow).order_by(BotRunRow.started_ms.desc(), BotRunRow.id.desc()).limit(1)
     row = session.scalars(stmt).first()
     if row is None:
@@ -110,7 +118,7 @@ def latest_bot_run(session: Session) -> BotRun | None:
         started_ms=row.started_ms,
         last_tick_ms=row.last_tick_ms,
         finished_ms=row.finished_ms,
-        status=cast(BotStatus, row.status),
+        status=_reported_status(row, now_ms=now_ms, lost_after_ms=lost_after_ms),
         ticks=row.ticks,
         predictions_written=row.predictions_written,
         temporary_errors=row.temporary_errors,
@@ -120,6 +128,16 @@ def latest_bot_run(session: Session) -> BotRun | None:
         host=row.host,
         pid=row.pid,
     )
+
+
+def _reported_status(
+    row: BotRunRow, *, now_ms: int | None, lost_after_ms: int | None
+) -> BotRunStatus:
+    status = cast(BotRunStatus, row.status)
+    if status != "running" or now_ms is None or lost_after_ms is None:
+        return status
+    heartbeat_ms = row.last_tick_ms if row.last_tick_ms is not None else row.started_ms
+    return "lost" if now_ms - heartbeat_ms > lost_after_ms else status
 
 
 # ------------------------------------------------------------------------------ backtests

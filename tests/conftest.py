@@ -21,6 +21,23 @@ from tests.prerequisites import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Entry points call `setup_logging`, which points the root handler at the sys.stderr of
+    the moment: under CliRunner a capture stream closed after the test. Put the root logger
+    back, so a later test's log lines never hit a closed stream ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

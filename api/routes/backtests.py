@@ -11,9 +11,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
 from api.deps import SessionDep, SettingsDep
+from api.headers import CSP_HEADER, file_page_policy
 from api.queries import reports_root
 from api.schemas import MODEL_ID_PATTERN, BacktestListOut, BacktestOut, ErrorOut
 from api.summaries import REPORTS_URL, backtest_summary, report_url
+from core.echo import echo_value
 from storage.repository import get_backtest_run, list_backtest_runs
 
 logger = logging.getLogger(__name__)
@@ -93,8 +95,12 @@ def report_file(path: str, settings: SettingsDep) -> FileResponse:
     """A file of a backtest report (HTML, its Plotly bundle, JSON) from the reports directory."""
     file = safe_report_file(reports_root(settings), path)
     if file is None:
-        raise HTTPException(status_code=404, detail=f"no report file {path[:200]!r}")
-    return FileResponse(file, media_type=MEDIA_TYPES[file.suffix.lower()])
+        raise HTTPException(
+            status_code=404, detail=f"no report file {echo_value(path, max_chars=200)}"
+        )
+    # a report page may run its own inline (Plotly) scripts, allowed by hash, and nothing else
+    headers = {CSP_HEADER: file_page_policy(file)} if file.suffix.lower() == ".html" else None
+    return FileResponse(file, media_type=MEDIA_TYPES[file.suffix.lower()], headers=headers)
 
 
 def safe_report_file(root: Path, relative: str) -> Path | None:

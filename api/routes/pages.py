@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.dashboard import build_dashboard
 from api.deps import PairDep, SessionDep, SettingsDep, StoreDep
+from api.headers import CSP_HEADER, make_nonce, page_policy
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,6 +87,8 @@ def dashboard(
     request: Request, pair: PairDep, session: SessionDep, store: StoreDep, settings: SettingsDep
 ) -> HTMLResponse:
     """The accuracy dashboard for one symbol/timeframe (`?symbol=&timeframe=`)."""
-    page = build_dashboard(session, store, settings, pair)
+    nonce = make_nonce()
+    page = build_dashboard(session, store, settings, pair, script_nonce=nonce)
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, "dashboard.html", {"page": page})
+    headers = {CSP_HEADER: page_policy([f"'nonce-{nonce}'"])}
+    return templates.TemplateResponse(request, "dashboard.html", {"page": page}, headers=headers)

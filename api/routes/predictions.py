@@ -11,14 +11,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.deps import Pair, SettingsDep, StoreDep, pair_of, settings_of, store_of
+from api.arrow_input import rows_from_arrow
+from api.batch_body import BATCH_PATH, batch_body_limit, read_body
+from api.deps import Pair, pair_of, settings_of, store_of
 from api.inputs import (
     JSON_TYPE,
+    candles_body,
     candles_frame,
     media_type_of,
     pair_query,
     predict_body,
-    rows_from_arrow,
     rows_from_json,
 )
 from api.models import LoadedModel
@@ -111,7 +113,7 @@ async def predict(request: Request) -> Response:
 
 
 @router.post(
-    "/predict/batch",
+    BATCH_PATH,
     response_model=BatchPredictionOut,
     responses={
         **ERROR_RESPONSES,
@@ -133,11 +135,13 @@ async def predict_batch(request: Request) -> Response:
     media_type = media_type_of(request, accepted=(JSON_TYPE, ARROW_STREAM))
     answer_type = ARROW_STREAM if ARROW_STREAM in request.headers.get("accept", "") else JSON_TYPE
     model, pair = _model_for(request)
-    body = await request.body()
-    max_rows = settings_of(request).api.max_batch_rows
+    api = settings_of(request).api
+    max_bytes = batch_body_limit(api, model.feature_names, arrow=media_type == ARROW_STREAM)
+    body = await read_body(request, max_bytes=max_bytes)
     content = await run_in_threadpool(
         _predict_rows, body, model, pair, rows_arrow=media_type == ARROW_STREAM,
-        answer_arrow=answer_type == ARROW_STREAM, max_rows=max_rows,
+        answer_arrow=answer_type == ARROW_STREAM, max_rows=api.max_batch_rows,
+        max_bytes=max_bytes,
     )  # fmt: skip
     return Response(content=content, media_type=answer_type)
 
@@ -150,10 +154,14 @@ def _predict_rows(
     rows_arrow: bool,
     answer_arrow: bool,
     max_rows: int,
+    max_bytes: int,
 ) -> bytes:
     """Parse, score and encode a batch in one worker-thread hop."""
-    parse = rows_from_arrow if rows_arrow else rows_from_json
-    proba_up = model.proba_up(parse(body, model, max_rows=max_rows))
+    if rows_arrow:
+        rows = rows_from_arrow(body, model, max_rows=max_rows, max_bytes=max_bytes)
+    else:
+        rows = rows_from_json(body, model, max_rows=max_rows)
+    proba_up = model.proba_up(rows)
     header = {
         "model_id": model.manifest.model_id,
         "threshold": model.manifest.threshold,
@@ -164,25 +172,37 @@ def _predict_rows(
     return encode(header, proba_up, model.manifest.threshold)
 
 
-@router.post("/predict/candles", response_model=CandlePredictionOut, responses=ERROR_RESPONSES)
-def predict_candles(
-    body: CandlesRequest, store: StoreDep, settings: SettingsDep
-) -> CandlePredictionOut:
+@router.post(
+    "/predict/candles",
+    response_model=CandlePredictionOut,
+    responses={**ERROR_RESPONSES, 415: {"model": ErrorOut}},
+    openapi_extra={"requestBody": _body_doc(CandlesRequest)["requestBody"]},
+)
+async def predict_candles(request: Request) -> CandlePredictionOut:
     """Prediction for the last closed candle of posted ccxt candles (features built here).
 
     Send at least the model's warm-up length of contiguous candles, oldest first; a still
-    forming newest candle is dropped.
+    forming newest candle is dropped. The body is parsed like `/predict`'s (same messages).
     """
+    media_type_of(request, accepted=(JSON_TYPE,))
+    body = candles_body(await request.body())
+    settings = settings_of(request)
     pair = Pair(
         symbol=body.symbol or settings.data.symbol,
         timeframe=body.timeframe or settings.data.timeframe,
     )
-    model = store.current(pair.symbol, pair.timeframe)
+    model = store_of(request).current(pair.symbol, pair.timeframe)
+    return await run_in_threadpool(
+        _predict_candles, body, model, pair, max_rows=settings.api.max_batch_rows
+    )
+
+
+def _predict_candles(
+    body: CandlesRequest, model: LoadedModel, pair: Pair, *, max_rows: int
+) -> CandlePredictionOut:
+    """Features from the candles and the prediction for the last closed one (worker thread)."""
     candles, dropped = candles_frame(
-        body.candles,
-        timeframe=pair.timeframe,
-        now=datetime.now(UTC),
-        max_rows=settings.api.max_batch_rows,
+        body.candles, timeframe=pair.timeframe, now=datetime.now(UTC), max_rows=max_rows
     )
     prediction = predict_latest(model.artifact, candles)
     return CandlePredictionOut(

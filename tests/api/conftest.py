@@ -159,7 +159,7 @@ def write_report(settings: Settings) -> Path:
     (settings.backtest.reports_dir / "assets" / "report.css").write_text("body{}", encoding="utf-8")
     html = (
         '<html><head><link rel="stylesheet" href="../assets/report.css"></head>'
-        "<body>report</body></html>"
+        '<body>report<script>document.body.dataset.scripts = "ran";</script></body></html>'
     )
     (run_dir / "report.html").write_text(html, encoding="utf-8")
     (run_dir / "secret.txt").write_text("not served", encoding="utf-8")

@@ -124,9 +124,8 @@ def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:
             ),
         )
         page.goto(f"{server}/", wait_until="load")
-        page.wait_for_function(
-            "document.querySelectorAll('.js-plotly-plot').length === 3", timeout=15_000
-        )
+        # locator waits, not wait_for_function: its polling evals, which the page's CSP forbids
+        page.locator(".js-plotly-plot").nth(2).wait_for(timeout=15_000)
 
         charts = page.eval_on_selector_all(
             ".js-plotly-plot",
@@ -147,10 +146,7 @@ def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:
 
         page.fill("#f-rsi", "73.5")
         page.click("#indicator-form button[type=submit]")
-        page.wait_for_function(
-            "document.querySelector('#prediction-result').textContent.includes('P(up)')",
-            timeout=10_000,
-        )
+        page.locator("#prediction-result", has_text="P(up)").wait_for(timeout=10_000)
         result = page.inner_text("#prediction-result")
         assert re.search(r"[▲▼] (UP|DOWN) P\(up\) \d{1,3}\.\d%", result), result
         assert page.url == f"{server}/"  # no full page reload
@@ -159,6 +155,7 @@ def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:
         page.click("text=HTML report")
         page.wait_for_load_state("load")
         assert page.inner_text("body") == "report"
+        assert page.get_attribute("body", "data-scripts") == "ran"  # its CSP allows its script
         browser.close()
 
     foreign = [url for url in requested if urlparse(url).hostname not in LOCAL_HOSTS]

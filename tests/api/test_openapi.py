@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Iterator
 
+import numpy as np
+import pyarrow as pa
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
+from schemathesis.specs.openapi.media_types import unregister_all as unregister_media_types
 
 from api import schemas
 from api.app import create_app
+from api.schemas import ARROW_STREAM
+from ml.registry import ModelManifest
+from tests.api.arrow_bodies import HOSTILE_BODIES, arrow_stream
 
 EXPECTED_OPERATIONS = {
     ("get", "/health"),
@@ -85,9 +94,43 @@ def test_openapi_lists_every_endpoint_with_an_example(client: TestClient) -> Non
     assert client.get("/docs").status_code == 200
 
 
+OVERSIZED_CURSORS = (
+    base64.urlsafe_b64encode(b"9223372036854775808:1").decode().rstrip("="),  # > int64: was a 500
+    base64.urlsafe_b64encode(f"1:{10**30}".encode()).decode().rstrip("="),
+    "A" * 10_000,
+)
+
+
+def _arrow_bodies(manifest: ModelManifest) -> st.SearchStrategy[bytes]:
+    """What the fuzzer sends as Arrow: random batches (plain, zstd, lz4), hostile bodies, noise."""
+    batches = st.builds(
+        _random_stream,
+        st.just(manifest.feature_names),
+        n_rows=st.integers(1, 50),
+        compression=st.sampled_from([None, "zstd", "lz4"]),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    hostile = st.sampled_from([make(manifest) for make in HOSTILE_BODIES])
+    return st.one_of(batches, hostile, st.binary(max_size=256))
+
+
+def _random_stream(names: list[str], *, n_rows: int, compression: str | None, seed: int) -> bytes:
+    values = np.random.default_rng(seed).normal(size=(len(names), n_rows))
+    batch = pa.record_batch([pa.array(column) for column in values], names=names)
+    return arrow_stream([batch], compression=compression)
+
+
+@pytest.fixture
+def arrow_media_type(served) -> Iterator[None]:
+    """Schemathesis generates `/predict/batch` Arrow bodies with `_arrow_bodies` meanwhile."""
+    schemathesis.openapi.media_type(ARROW_STREAM, _arrow_bodies(served[1]))
+    yield
+    unregister_media_types()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
-def test_fuzzing_finds_no_server_error(served, mode) -> None:
+def test_fuzzing_finds_no_server_error(served, arrow_media_type, mode) -> None:
     # Schemathesis' hypothesis strategies per operation, driven directly: its pytest
     # integration (`from_fixture`) fails on pytest 9 ('Function' has no attribute '_nodeid').
     app = create_app(served[0])
@@ -97,6 +140,19 @@ def test_fuzzing_finds_no_server_error(served, mode) -> None:
         assert len(operations) == len(EXPECTED_OPERATIONS)
         for operation in operations:
             _fuzz(operation, mode)
+            for case in _known_attacks(operation, served[1]):
+                _check(case)
+
+
+def _known_attacks(operation, manifest: ModelManifest) -> list:
+    """Cases the generator is unlikely to find: compressed-Arrow bombs, int64-overflow cursors."""
+    if operation.path == "/predict/batch":
+        return [
+            operation.Case(body=make(manifest), media_type=ARROW_STREAM) for make in HOSTILE_BODIES
+        ]
+    if operation.path == "/predictions":
+        return [operation.Case(query={"cursor": cursor}) for cursor in OVERSIZED_CURSORS]
+    return []
 
 
 def _fuzz(operation, mode) -> None:
@@ -105,9 +161,13 @@ def _fuzz(operation, mode) -> None:
         max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
     )
     def check(case) -> None:
-        response = case.call()
-        where = f"{case.method} {case.formatted_path}"
-        assert response.status_code < 500, f"{where}: {response.text[:300]}"
-        assert "Traceback" not in response.text
+        _check(case)
 
     check()
+
+
+def _check(case) -> None:
+    response = case.call()
+    where = f"{case.method} {case.formatted_path}"
+    assert response.status_code < 500, f"{where}: {response.text[:300]}"
+    assert "Traceback" not in response.text

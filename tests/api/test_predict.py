@@ -34,6 +34,9 @@ def _arrow_body(frame: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+JSON = "application/json"
+
+
 def _detail_text(response) -> str:
     return json.dumps(response.json()["detail"])
 
@@ -304,3 +307,23 @@ def test_candles_schema_rejects_strings_and_nan(client: TestClient) -> None:
     )
     assert nan.status_code == 422
     assert nan.json()["detail"][0]["loc"] == ["body", "candles", 2, 5]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "text"),
+    [
+        (b'{"candles": [', JSON, 422, "EOF while parsing a list at line 1 column 13"),
+        (b'{"symbol": "\xff"}', JSON, 422, "invalid unicode code point at line 1 column 13"),
+        (b"[" * 5000, JSON, 422, "recursion limit exceeded at line 1 column 202"),
+        (b"{}", "text/plain", 415, "content-type 'text/plain' is not supported"),
+    ],
+    ids=["truncated", "bad-utf-8", "deep-nesting", "text-plain"],
+)
+def test_candles_parse_errors_match_predict(
+    client: TestClient, body: bytes, content_type: str, status: int, text: str
+) -> None:
+    headers = {"Content-Type": content_type}
+    candles = client.post("/predict/candles", content=body, headers=headers)
+    predict = client.post("/predict", content=body, headers=headers)
+    assert (candles.status_code, candles.json()) == (predict.status_code, predict.json())
+    assert candles.status_code == status and text in _detail_text(candles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime
 
@@ -44,7 +45,8 @@ def test_health_is_503_with_reasons(tmp_path) -> None:
 def test_health_reports_a_stale_bot(tmp_path, trained_registry) -> None:
     settings = api_settings(tmp_path, api={"max_tick_age": "1h"})
     manifest = install_model(trained_registry, settings)
-    seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 3 * 3_600_000)
+    # 90 min: older than max_tick_age, not yet two 1h ticks (that would be "lost")
+    seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 5_400_000)
     with TestClient(create_app(settings)) as app_client:
         response = app_client.get("/health")
     assert response.status_code == 503
@@ -82,6 +84,10 @@ def test_model_info_has_manifest_and_backtest(client: TestClient, manifest: Mode
 
 
 # ------------------------------------------------------------------------------ /predictions
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 def test_predictions_paginate_without_overlap(client: TestClient) -> None:
     seen: list[int] = []
     cursor = None
@@ -109,6 +115,10 @@ def test_predictions_filters_and_since(client: TestClient) -> None:
     ("params", "field"),
     [
         ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
+        ({"cursor": _cursor("9223372036854775808:1")}, "cursor"),  # > int64: was a 500
+        ({"cursor": _cursor("1:9223372036854775808")}, "cursor"),
+        ({"cursor": _cursor("-1:1")}, "cursor"),
+        ({"cursor": _cursor("01:1")}, "cursor"),
         ({"limit": 0}, "limit"),
         ({"limit": 5000}, "limit"),
         ({"since": "yesterday"}, "since"),
@@ -118,6 +128,13 @@ def test_predictions_bad_parameters_are_422(client: TestClient, params: dict, fi
     response = client.get("/predictions", params=params)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", field]
+    assert response.json()["detail"][0]["msg"].startswith(f"query.{field} ")
+
+
+def test_predictions_cursor_at_the_int64_limit_is_a_page(client: TestClient) -> None:
+    response = client.get("/predictions", params={"cursor": _cursor(f"{2**63 - 1}:{2**63 - 1}")})
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 100
 
 
 # ------------------------------------------------------------------------------ /accuracy

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,15 @@ from typer.testing import CliRunner
 import api.app as app_module
 from api.app import CONFIG_ENV, create_app, known_pairs, settings_from_env
 from cli.main import app as cli_app
+from storage.db import init_db, make_engine
+from tests.api.test_health import held_write_lock
 from tests.factories import make_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _config(tmp_path: Path, **api) -> Path:
@@ -74,3 +85,31 @@ def test_known_pairs_cover_data_and_bot() -> None:
     assert known_pairs(settings) == {
         ("BTC/USDT", "1h"), ("BTC/USDT", "15m"), ("SOL/USDT", "1h"), ("SOL/USDT", "15m"),
     }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_serve_on_a_locked_database_prints_one_error_line(tmp_path) -> None:
+    config = _config(tmp_path)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw["storage"]["busy_timeout_ms"] = 200
+    raw["api"]["port"] = _free_port()
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    engine = make_engine(raw["storage"]["db_url"])
+    init_db(engine)
+    engine.dispose()
+    cli = Path(sys.executable).with_name("cryptopred")
+    with held_write_lock(tmp_path / "serve.db"):
+        result = subprocess.run(
+            [str(cli), "--config", str(config), "serve"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "database is locked" in errors[0], output
+    assert "storage.busy_timeout_ms" in errors[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,21 @@ def test_write_transaction_takes_lock_at_begin(tmp_path: Path) -> None:
             other.execute(sa.text("SELECT 1"))
         insert_predictions(session, [make_new_prediction(0)])
     assert table_row_counts(holder)["predictions"] == 1
+
+
+def test_check_connection_does_not_wait_for_a_held_write_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    holder = make_engine(url)
+    init_db(holder)
+    prober = make_engine(url, busy_timeout_ms=5000)
+    with session_scope(make_session_factory(holder)) as session:
+        session.execute(sa.text("SELECT 1"))  # BEGIN IMMEDIATE: holds the write lock
+        started = time.perf_counter()
+        check_connection(prober, timeout_ms=100)
+        assert time.perf_counter() - started < 1.0
+    assert _pragma(prober, "busy_timeout") == 5000  # the pooled connection got its timeout back
+    prober.dispose()
+    holder.dispose()
 
 
 def test_read_only_scope_is_deferred_and_would_hit_busy_snapshot(tmp_path: Path) -> None:

@@ -87,6 +87,38 @@ def test_finish_bot_run_and_latest_is_newest(factory: sessionmaker[Session]) -> 
     assert (run.id, run.status, run.finished_ms, run.last_error) == (second, "stopped", 2_500, None)
 
 
+HOUR_MS = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("ticked_hours_ago", "status", "expected"),
+    [
+        (0.5, "running", "running"),
+        (1.9, "running", "running"),
+        (2.1, "running", "lost"),  # older than two 1h ticks: the process was killed
+        (None, "running", "lost"),  # started 3 h ago and never ticked
+        (5.0, "stopped", "stopped"),
+        (5.0, "failed", "failed"),
+    ],
+)
+def test_latest_bot_run_reports_a_stale_running_run_as_lost(
+    factory: sessionmaker[Session], ticked_hours_ago: float | None, status: str, expected: str
+) -> None:
+    now_ms = 100 * HOUR_MS
+    with session_scope(factory) as session:
+        run_id = start_bot_run(session, started_ms=now_ms - 3 * HOUR_MS, host="box", pid=7)
+        if ticked_hours_ago is not None:
+            record_tick(session, run_id, now_ms=now_ms - int(ticked_hours_ago * HOUR_MS))
+        if status != "running":
+            finish_bot_run(session, run_id, now_ms=now_ms - 4 * HOUR_MS, status=status)
+    with session_scope(factory, read_only=True) as session:
+        judged = latest_bot_run(session, now_ms=now_ms, lost_after_ms=2 * HOUR_MS)
+        raw = latest_bot_run(session)
+    assert judged is not None and raw is not None
+    assert judged.status == expected
+    assert raw.status == status  # without a clock the stored status is returned
+
+
 def test_record_tick_unknown_run_raises(factory: sessionmaker[Session]) -> None:
     with (
         pytest.raises(StorageError, match="bot run 12345 does not exist"),
