@@ -72,6 +72,8 @@ class PredictionRow(Base):
     proba_up: Mapped[float] = mapped_column(Float)
     direction: Mapped[str] = mapped_column(String(4))
     signal: Mapped[int] = mapped_column(SmallInteger)
+    size: Mapped[float | None] = mapped_column(Float)
+    policy_source: Mapped[str | None] = mapped_column(String(64))
     threshold: Mapped[float] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(String(128))
     created_ms: Mapped[int] = mapped_column(BigInteger)

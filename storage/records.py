@@ -30,7 +30,10 @@ class NewPrediction:
     """A prediction to log, unique per (exchange, symbol, timeframe, candle_open_ms, model_id).
 
     `candle_open_ms` is the open time of the closed candle predicted from; `target_close_ms`
-    is when the outcome is known (the close of candle t + horizon_bars).
+    is when the outcome is known (the close of candle t + horizon_bars). `direction` is the
+    model's call at its threshold; `signal` (-1/0/1) and `size` (the traded fraction of
+    `strategy.position_fraction`, 0 when flat) are the decision policy's action, and
+    `policy_source` says which policy decided ("manifest", "config", ...).
     """
 
     exchange: str
@@ -47,6 +50,8 @@ class NewPrediction:
     created_ms: int
     latency_ms: float
     is_backfill: bool = False
+    size: float | None = None
+    policy_source: str | None = None
 
     def __post_init__(self) -> None:
         where = f"prediction {self.symbol} {self.timeframe} @{self.candle_open_ms}"
@@ -56,6 +61,8 @@ class NewPrediction:
             raise ValueError(f"{where}: direction must be 'UP' or 'DOWN', got {self.direction!r}")
         if self.signal not in _SIGNALS:
             raise ValueError(f"{where}: signal must be -1, 0 or 1, got {self.signal!r}")
+        if self.size is not None and not (math.isfinite(self.size) and 0.0 <= self.size <= 1.0):
+            raise ValueError(f"{where}: size must be in [0, 1], got {self.size!r}")
         if self.horizon_bars < 1:
             raise ValueError(f"{where}: horizon_bars must be >= 1, got {self.horizon_bars}")
         if self.target_close_ms <= self.candle_open_ms:
@@ -66,7 +73,10 @@ class NewPrediction:
 
 @dataclass(frozen=True, slots=True)
 class StoredPrediction:
-    """A logged prediction with its database id and, once resolved, its outcome."""
+    """A logged prediction with its database id and, once resolved, its outcome.
+
+    `size` and `policy_source` are None for rows logged before they were recorded.
+    """
 
     id: int
     exchange: str
@@ -87,6 +97,8 @@ class StoredPrediction:
     actual_direction: Direction | None
     is_correct: bool | None
     resolved_ms: int | None
+    size: float | None = None
+    policy_source: str | None = None
 
     @property
     def is_resolved(self) -> bool:

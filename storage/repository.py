@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 PREDICTION_KEY = ("exchange", "symbol", "timeframe", "candle_open_ms", "model_id")
-# 14 bound values per row; 500 rows stay far below SQLite's 32,766-variable limit.
+# 16 bound values per row; 500 rows stay far below SQLite's 32,766-variable limit.
 _INSERT_CHUNK_ROWS = 500
 MAX_PAGE_SIZE = 1000
 
@@ -132,6 +132,8 @@ def _prediction_values(row: NewPrediction) -> dict[str, Any]:
         "created_ms": row.created_ms,
         "latency_ms": float(row.latency_ms),
         "is_backfill": row.is_backfill,
+        "size": None if row.size is None else float(row.size),
+        "policy_source": row.policy_source,
     }
 
 
@@ -300,6 +302,8 @@ def _to_prediction(row: PredictionRow) -> StoredPrediction:
         created_ms=row.created_ms,
         latency_ms=row.latency_ms,
         is_backfill=row.is_backfill,
+        size=row.size,
+        policy_source=row.policy_source,
         actual_return=row.actual_return,
         actual_direction=cast(Any, row.actual_direction),
         is_correct=row.is_correct,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,12 @@ from storage.db import (
     table_row_counts,
 )
 from storage.models import Base
-from storage.repository import NewBacktestRun, add_backtest_run, insert_predictions
+from storage.repository import (
+    NewBacktestRun,
+    add_backtest_run,
+    insert_predictions,
+    list_predictions,
+)
 from tests.storage.factories import make_new_prediction
 
 TABLES = {"predictions", "bot_runs", "backtest_runs", "model_events", "alembic_version"}
@@ -216,7 +222,7 @@ def test_read_only_scope_is_deferred_and_would_hit_busy_snapshot(tmp_path: Path)
 
 
 def test_init_db_creates_schema_at_head(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     assert set(table_row_counts(engine)) == TABLES
 
 
@@ -228,7 +234,7 @@ def test_init_db_twice_is_a_no_op(engine: Engine) -> None:
     init_db(engine)
     assert table_row_counts(engine) == before
     assert before["alembic_version"] == 1
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
 
 
 def test_migrations_match_models(engine: Engine) -> None:
@@ -249,3 +255,47 @@ def test_migrations_downgrade_and_upgrade_again(engine: Engine) -> None:
     assert current_revision(engine) is None
     init_db(engine)
     assert set(table_row_counts(engine)) == TABLES
+
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    with engine.connect() as conn:
+        return {column["name"] for column in sa.inspect(conn).get_columns(table)}
+
+
+def _migrate(engine: Engine, action: str, revision: str) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+
+
+def test_migration_0002_adds_size_and_keeps_old_rows(db_url: str) -> None:
+    engine = make_engine(db_url)
+    _migrate(engine, "upgrade", "0001")
+    assert "size" not in _columns(engine, "predictions")
+    with engine.begin() as conn:  # a row logged by the old schema
+        values = {
+            key: value
+            for key, value in dataclasses.asdict(make_new_prediction(0)).items()
+            if key not in ("size", "policy_source")
+        }
+        conn.execute(sa.insert(sa.table("predictions", *map(sa.column, values))), [values])
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    assert {"size", "policy_source"} <= _columns(engine, "predictions")
+    factory = make_session_factory(engine)
+    with session_scope(factory) as session:
+        insert_predictions(
+            session, [make_new_prediction(1, signal=1, size=0.4, policy_source="manifest")]
+        )
+        (new, old) = list_predictions(session, limit=10).items
+    assert (old.size, old.policy_source, old.signal) == (None, None, 1)
+    assert (new.size, new.policy_source) == (0.4, "manifest")
+    _migrate(engine, "downgrade", "0001")
+    assert current_revision(engine) == "0001"
+    assert "size" not in _columns(engine, "predictions")
+    assert "policy_source" not in _columns(engine, "predictions")
+    assert table_row_counts(engine)["predictions"] == 2
+    init_db(engine)
+    assert {"size", "policy_source"} <= _columns(engine, "predictions")
+    engine.dispose()
