@@ -8,6 +8,7 @@ policy is the one-column case.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,12 +16,19 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from core.settings import DecisionPolicy
+from core.settings import DecisionPolicy, DecisionSettings
 from core.types import Signal
+from ml.registry import ValidatedPolicy
+
+logger = logging.getLogger(__name__)
 
 Action = Literal["LONG", "FLAT", "SHORT"]
 ACTIONS: dict[int, Action] = {1: "LONG", 0: "FLAT", -1: "SHORT"}
 _NEVER = np.iinfo(np.int64).max // 4  # "no exit yet": any cooldown is over
+
+PolicySource = Literal["manifest", "config", "config (model has no validated policy)"]
+"""Where the policy the bot and the API trade comes from (see `live_policy`)."""
+NO_VALIDATED_POLICY: PolicySource = "config (model has no validated policy)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +237,163 @@ def direction_and_action(
     """
     direction: Literal["UP", "DOWN"] = "UP" if proba_up >= threshold else "DOWN"
     return direction, positions_from_proba([proba_up], policy, state=state).final_state
+
+
+def actions_from_flat(
+    proba_up: npt.ArrayLike, policy: DecisionPolicy
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+    """What the policy does at each of many independent rows, each from a flat state.
+
+    The state machine of `positions_from_proba` with one candle and one column per row: the
+    action of a single prediction without history (the API's `/predict` and `/predict/batch`).
+
+    >>> sides, sizes = actions_from_flat([0.6, 0.52, 0.4], DecisionPolicy(allow_short=True))
+    >>> sides.tolist(), sizes.tolist()
+    ([1, 0, -1], [1.0, 0.0, 1.0])
+    """
+    proba = np.asarray(proba_up, dtype="float64").reshape(1, -1)
+    n = proba.shape[1]
+    start = (np.zeros(n, np.int8), np.zeros(n), np.zeros(n, np.int64), np.full(n, _NEVER))
+    side, size, _ = _run(proba, _params([policy]), start)
+    return side[0].copy(), size[0].copy()
+
+
+# --------------------------------------------------------------------------- live trading
+def history_bars_needed(policy: DecisionPolicy) -> int:
+    """Decisions of history `state_from_history` needs to continue `policy` exactly.
+
+    Only `bars_held >= min_hold_bars` and `bars_since_exit >= cooldown_bars` matter, so a
+    position or flat run longer than both limits is as good as an endless one.
+
+    >>> history_bars_needed(DecisionPolicy(min_hold_bars=12, cooldown_bars=24))
+    26
+    """
+    return max(policy.min_hold_bars, policy.cooldown_bars) + 2
+
+
+def state_from_history(sides: Sequence[int], sizes: Sequence[float]) -> PolicyState:
+    """The policy state after the last of past decisions (oldest first): the live bot's
+    restart point, rebuilt from the sides and sizes it logged.
+
+    `bars_held` counts the candles of the final position run after its entry; after a flat
+    run `bars_since_exit` counts the candles after the exit. A flat run that fills the whole
+    history had no exit in it ("long ago"). Pass all decisions since the start, or at least
+    `history_bars_needed(policy)` of them: longer runs change no decision. With the whole
+    sequence this is exactly `positions_from_proba(...).final_state`.
+
+    >>> state_from_history([1, 0, 1, 1, 1], [1.0, 0.0, 0.5, 0.5, 0.5])
+    PolicyState(side=1, size=0.5, bars_held=2, bars_since_exit=1)
+    >>> state_from_history([1, 0, 0], [1.0, 0.0, 0.0]).bars_since_exit
+    1
+    """
+    if len(sides) != len(sizes):
+        raise ValueError(f"{len(sides)} sides but {len(sizes)} sizes")
+    if not sides:
+        return PolicyState()
+    last = int(sides[-1])
+    if last not in ACTIONS:
+        raise ValueError(f"a side is -1, 0 or 1, got {last}")
+    run = _run_length(sides, len(sides))
+    if last == 0:
+        return PolicyState(bars_since_exit=_NEVER if run == len(sides) else run - 1)
+    # While in a position the count since the last exit stands still: the flat candles
+    # before the entry (exit candle included), 0 after a flip, "long ago" if none is known.
+    since = _NEVER
+    before = len(sides) - run
+    if before and int(sides[before - 1]) != 0:
+        since = 0
+    elif before:
+        flat = _run_length(sides, before)
+        since = _NEVER if flat == before else flat
+    return PolicyState(
+        side=last,  # type: ignore[arg-type]
+        size=float(sizes[-1]),
+        bars_held=run - 1,
+        bars_since_exit=since,
+    )
+
+
+def _run_length(sides: Sequence[int], end: int) -> int:
+    """How many decisions before index `end` have the side of `sides[end - 1]`."""
+    value, n = int(sides[end - 1]), 1
+    while n < end and int(sides[end - n - 1]) == value:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class LivePolicy:
+    """The policy live code trades for one model, where it comes from, and the model's own
+    validated policy with its evidence (None for models trained before the decision layer)."""
+
+    policy: DecisionPolicy
+    source: PolicySource
+    validated: ValidatedPolicy | None = None
+
+    @property
+    def description(self) -> str:
+        """The rule in words, e.g. for logs and the dashboard."""
+        return describe_policy(self.policy)
+
+
+def live_policy(validated: ValidatedPolicy | None, settings: DecisionSettings) -> LivePolicy:
+    """The policy the bot and the API trade: the model's validated policy (its manifest's
+    `decision`), unless `decision.live_policy: config` says to trade `decision.policy`, or
+    the model has none (then `decision.policy`, and `source` says so).
+
+    >>> live_policy(None, DecisionSettings()).source
+    'config (model has no validated policy)'
+    """
+    if settings.live_policy == "config":
+        return LivePolicy(settings.policy, "config", validated)
+    if validated is None:
+        return LivePolicy(settings.policy, NO_VALIDATED_POLICY)
+    return LivePolicy(validated.policy, "manifest", validated)
+
+
+def log_live_policy(market: str, model_id: str, live: LivePolicy) -> None:
+    """One line saying which policy a newly loaded model trades (a WARNING when the model
+    has no validated policy, so the config's fixed rule trades in its place)."""
+    if live.source == NO_VALIDATED_POLICY:
+        logger.warning(
+            "%s: model %s has no validated decision policy (trained before the decision "
+            "layer); trading decision.policy from the config instead: %s. Retrain it with "
+            "`cryptopred train` to trade a policy chosen on its own out-of-sample predictions",
+            market,
+            model_id,
+            live.description,
+        )
+        return
+    logger.info(
+        "%s: model %s trades the %s decision policy: %s",
+        market,
+        model_id,
+        "validated (manifest)" if live.source == "manifest" else "configured (decision.policy)",
+        live.description,
+    )
+
+
+def describe_policy(policy: DecisionPolicy) -> str:
+    """A decision policy in one line.
+
+    >>> describe_policy(DecisionPolicy(min_hold_bars=12, cooldown_bars=24))
+    'long at p_up >= 0.55, exit below 0.50, hold >= 12 bars, cooldown 24 bars, fixed size'
+    >>> describe_policy(DecisionPolicy(stay_flat=True))
+    'stay flat (never trade)'
+    """
+    if policy.stay_flat:
+        return "stay flat (never trade)"
+    parts = [f"long at p_up >= {policy.entry_threshold:.2f}",
+             f"exit below {policy.exit_threshold:.2f}"]  # fmt: skip
+    if policy.allow_short:
+        parts.append(
+            f"short at p_up <= {policy.short_entry_threshold:.2f}, "
+            f"cover above {policy.short_exit_threshold:.2f}"
+        )
+    if policy.min_hold_bars:
+        parts.append(f"hold >= {policy.min_hold_bars} bars")
+    if policy.cooldown_bars:
+        parts.append(f"cooldown {policy.cooldown_bars} bars")
+    sized = "fixed size" if policy.sizing == "fixed" else f"size min(1, {policy.edge_scale:g}|2p-1|)"
+    parts.append(sized)
+    return ", ".join(parts)

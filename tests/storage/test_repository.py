@@ -245,6 +245,8 @@ def test_latest_predictions_one_per_symbol_and_timeframe(factory: sessionmaker[S
         ({"proba_up": float("nan")}, "proba_up must be in"),
         ({"direction": "SIDEWAYS"}, "direction must be"),
         ({"signal": 2}, "signal must be"),
+        ({"size": 1.5}, "size must be in"),
+        ({"size": float("nan")}, "size must be in"),
         ({"horizon_bars": 0}, "horizon_bars must be"),
         ({"target_close_ms": T0_MS}, "target_close_ms"),
     ],
