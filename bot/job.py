@@ -12,6 +12,7 @@ from bot.deps import BotDeps, ms_since
 from bot.market import MarketResult, predict_market
 from core.errors import ConfigError, DataError, ExchangeError, ModelError
 from core.timeframes import ensure_utc, from_epoch_ms
+from ml.decision import ACTIONS
 from storage.db import session_scope
 from storage.records import NewPrediction
 from storage.repository import record_tick
@@ -152,16 +153,20 @@ def _run_market_safely(
 
 
 def _log_predictions(result: MarketResult) -> None:
-    """STYLE.md B6: one INFO line per prediction."""
+    """STYLE.md B6: one INFO line per prediction: the model's direction and, separately, the
+    policy's action and size."""
     for row in result.predictions:
         close_ms = row.candle_open_ms + result.step_ms
         logger.info(
-            "%s %s candle_close_ts=%s proba_up=%.4f signal=%+d model_id=%s latency_ms=%.0f%s",
+            "%s %s candle_close_ts=%s proba_up=%.4f direction=%s action=%s size=%.2f "
+            "model_id=%s latency_ms=%.0f%s",
             row.symbol,
             row.timeframe,
             f"{from_epoch_ms(close_ms):%Y-%m-%dT%H:%M}Z",
             row.proba_up,
-            row.signal,
+            row.direction,
+            ACTIONS[row.signal],
+            row.size or 0.0,
             row.model_id,
             row.latency_ms,
             " backfill" if row.is_backfill else "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -15,9 +16,16 @@ from bot.notify import SignalChange
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
 from core.timeframes import from_epoch_ms, last_closed_candle_open, timeframe_to_ms, to_epoch_ms
-from core.types import Direction, Signal
+from core.types import Direction
 from data.schema import index_to_epoch_ms
-from ml.decision import PolicyState, positions_from_proba
+from ml.decision import (
+    LivePolicy,
+    PolicyState,
+    history_bars_needed,
+    position_size,
+    positions_from_proba,
+    state_from_history,
+)
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
@@ -52,16 +60,22 @@ class MarketResult:
     written: int = 0
     resolved: int = 0
     signal_change: SignalChange | None = None
+    policy: LivePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MarketPlan:
-    """What a tick must do for one market, read from the database before fetching."""
+    """What a tick must do for one market, read from the database before fetching.
+
+    `state` is where the decision policy stands before the first target: rebuilt from the
+    market's logged predictions, so minimum holds, cooldowns and entry sizes carry over
+    between ticks and across restarts.
+    """
 
     model_id: str
     first_ms: int
     last_closed_ms: int
-    position: Signal
+    state: PolicyState
     oldest_unresolved_ms: int | None
 
     @property
@@ -101,13 +115,14 @@ def predict_market(
 ) -> MarketResult:
     """Predict every closed candle since the last logged one, then resolve earlier outcomes."""
     artifact = deps.models.get(symbol, timeframe, now=now)
+    policy = deps.models.policy_for(artifact, deps.settings.decision)
     warmup = warmup_bars_for(deps.settings.bot, artifact)
     step_ms = timeframe_to_ms(timeframe)
-    plan = make_plan(deps, artifact, symbol, timeframe, now=now)
+    plan = make_plan(deps, artifact, symbol, timeframe, now=now, policy=policy)
     if not plan.has_targets:
         # Nothing new closed since the last tick. Outcomes are resolved when the next candle
         # closes (a target closes together with a new candle), so an idle poll fetches nothing.
-        return MarketResult(symbol, timeframe, step_ms)
+        return MarketResult(symbol, timeframe, step_ms, policy=policy)
     candles = fetch_closed_candles(
         deps,
         symbol,
@@ -115,7 +130,9 @@ def predict_market(
         since_ms=plan.fetch_since_ms(warmup_bars=warmup, step_ms=step_ms),
         last_closed_ms=plan.last_closed_ms,
     )
-    rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now)
+    rows = predict_rows(
+        deps, artifact, candles, plan, warmup_bars=warmup, now=now, policy=policy
+    )
     rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
     key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
     resolved_ms = tick_time_ms(deps, now, started)
@@ -133,14 +150,22 @@ def predict_market(
         )
         resolved = resolve_predictions(session, outcomes)
     change = _signal_change(rows, plan, step_ms) if written else None
-    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
+    return MarketResult(
+        symbol, timeframe, step_ms, tuple(rows), written, resolved, change, policy
+    )
 
 
 def make_plan(
-    deps: BotDeps, artifact: ModelArtifact, symbol: str, timeframe: str, *, now: datetime
+    deps: BotDeps,
+    artifact: ModelArtifact,
+    symbol: str,
+    timeframe: str,
+    *,
+    now: datetime,
+    policy: LivePolicy,
 ) -> MarketPlan:
     """Which candles to predict (since the last logged one, capped by `max_backfill_bars`),
-    the oldest outcome still to resolve and the signal before the first target."""
+    the oldest outcome still to resolve and the policy's state before the first target."""
     step_ms = timeframe_to_ms(timeframe)
     last_closed_ms = to_epoch_ms(last_closed_candle_open(now, timeframe))
     key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
@@ -159,17 +184,47 @@ def make_plan(
         )
         unresolved = unresolved_predictions(session, **key, target_close_until_ms=to_epoch_ms(now))
         # The keyset cursor (first_ms, 0) selects exactly the candles opened before first_ms.
+        # Twice the decisions needed, in case two models logged the same candles.
         earlier = list_predictions(
-            session, symbol=symbol, timeframe=timeframe, limit=1, cursor=encode_cursor(first_ms, 0)
+            session,
+            symbol=symbol,
+            timeframe=timeframe,
+            limit=2 * history_bars_needed(policy.policy),
+            cursor=encode_cursor(first_ms, 0),
         ).items
     lookback_ms = last_closed_ms - MAX_RESOLVE_LOOKBACK_BARS * step_ms
     oldest = min(
         (row.candle_open_ms for row in unresolved if row.candle_open_ms >= lookback_ms),
         default=None,
     )
-    # Hysteresis continues from the newest earlier signal (any model), as in the backtest.
-    position: Signal = earlier[0].signal if earlier else 0
-    return MarketPlan(artifact.model_id, first_ms, last_closed_ms, position, oldest)
+    # The policy continues from the market's logged decisions (any model), as the backtest
+    # continues from the previous candle.
+    state = state_from_rows(earlier, policy)
+    return MarketPlan(artifact.model_id, first_ms, last_closed_ms, state, oldest)
+
+
+def state_from_rows(newest_first: Sequence[StoredPrediction], policy: LivePolicy) -> PolicyState:
+    """The policy state after a market's logged predictions (newest first, as listed).
+
+    One decision per candle (the newest row when two models logged the same candle); rows
+    logged before sizes were recorded get the size `policy` gives their position's entry.
+    """
+    by_candle: dict[int, StoredPrediction] = {}
+    for row in newest_first:
+        by_candle.setdefault(row.candle_open_ms, row)
+    rows = [by_candle[open_ms] for open_ms in sorted(by_candle)]
+    rows = rows[-history_bars_needed(policy.policy) :]
+    sizes: list[float] = []
+    for i, row in enumerate(rows):
+        if row.size is not None:
+            sizes.append(row.size)
+        elif row.signal == 0:
+            sizes.append(0.0)
+        elif i and rows[i - 1].signal == row.signal:
+            sizes.append(sizes[-1])
+        else:
+            sizes.append(float(position_size([row.proba_up], policy.policy)[0]))
+    return state_from_history([row.signal for row in rows], sizes)
 
 
 def first_target_ms(
@@ -250,22 +305,22 @@ def predict_rows(
     *,
     warmup_bars: int,
     now: datetime,
+    policy: LivePolicy,
 ) -> list[NewPrediction]:
     """One prediction per closed candle in [plan.first_ms, plan.last_closed_ms].
 
     `predict_history` over the fetched window is the backtest's inference path; every target
     has at least `warmup_bars` candles of history in the window, so its features equal the
-    full-history ones (see `ml.features.warmup_bars`). Created time and latency are set later.
+    full-history ones (see `ml.features.warmup_bars`). `positions_from_proba` turns the
+    targets' probabilities into the policy's actions, continuing from `plan.state` as the
+    backtest continues from the previous candle. Created time and latency are set later.
     """
     proba = predict_history(artifact, candles)
     open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index))
     targets = np.flatnonzero((open_ms >= plan.first_ms) & (open_ms <= plan.last_closed_ms))
     _warn_missing(artifact, plan, len(targets), candles)
     manifest = artifact.manifest
-    horizon = manifest.labels.horizon_bars
-    step_ms = timeframe_to_ms(manifest.timeframe)
-    rows: list[NewPrediction] = []
-    position = plan.position
+    predicted: list[tuple[int, float]] = []
     for i in targets.tolist():
         stamp = candles.index[i]
         value = proba.get(stamp)
@@ -278,31 +333,35 @@ def predict_rows(
                 i + 1,
             )
             continue
-        proba_up = float(value)
-        state = positions_from_proba(
-            [proba_up], deps.settings.decision.policy, state=PolicyState(side=position, size=1.0)
-        ).final_state
-        position = state.side
-        candle_ms = int(open_ms[i])
-        rows.append(
-            NewPrediction(
-                exchange=deps.source.exchange_id,
-                symbol=manifest.symbol,
-                timeframe=manifest.timeframe,
-                candle_open_ms=candle_ms,
-                target_close_ms=candle_ms + (horizon + 1) * step_ms,
-                horizon_bars=horizon,
-                proba_up=proba_up,
-                direction=direction_of(proba_up, manifest.threshold),
-                signal=position,
-                threshold=manifest.threshold,
-                model_id=artifact.model_id,
-                created_ms=to_epoch_ms(now),
-                latency_ms=0.0,
-                is_backfill=candle_ms != plan.last_closed_ms,
-            )
+        predicted.append((int(open_ms[i]), float(value)))
+    positions = positions_from_proba(
+        [value for _, value in predicted], policy.policy, state=plan.state
+    )
+    horizon = manifest.labels.horizon_bars
+    step_ms = timeframe_to_ms(manifest.timeframe)
+    return [
+        NewPrediction(
+            exchange=deps.source.exchange_id,
+            symbol=manifest.symbol,
+            timeframe=manifest.timeframe,
+            candle_open_ms=candle_ms,
+            target_close_ms=candle_ms + (horizon + 1) * step_ms,
+            horizon_bars=horizon,
+            proba_up=proba_up,
+            direction=direction_of(proba_up, manifest.threshold),
+            signal=int(side),  # type: ignore[arg-type]
+            size=float(size),
+            policy_source=policy.source,
+            threshold=manifest.threshold,
+            model_id=artifact.model_id,
+            created_ms=to_epoch_ms(now),
+            latency_ms=0.0,
+            is_backfill=candle_ms != plan.last_closed_ms,
         )
-    return rows
+        for (candle_ms, proba_up), side, size in zip(
+            predicted, positions.side.tolist(), positions.size.tolist(), strict=True
+        )
+    ]
 
 
 def _warn_missing(
@@ -391,7 +450,7 @@ def outcomes_from_candles(
 def _signal_change(
     rows: list[NewPrediction], plan: MarketPlan, step_ms: int
 ) -> SignalChange | None:
-    if not rows or rows[-1].signal == plan.position:
+    if not rows or rows[-1].signal == plan.state.side:
         return None
     newest = rows[-1]
     return SignalChange(
@@ -401,7 +460,11 @@ def _signal_change(
         candle_open_ms=newest.candle_open_ms,
         candle_close_ms=newest.candle_open_ms + step_ms,
         proba_up=newest.proba_up,
-        previous_signal=plan.position,
+        direction=newest.direction,
+        previous_signal=plan.state.side,
+        previous_size=plan.state.size,
         signal=newest.signal,
+        size=newest.size or 0.0,
         model_id=newest.model_id,
+        policy_source=newest.policy_source or "",
     )

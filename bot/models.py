@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.errors import ModelError, ModelNotFoundError
+from core.settings import DecisionSettings
 from core.timeframes import ensure_utc
+from ml.decision import LivePolicy, live_policy, log_live_policy
 from ml.registry import ModelArtifact, current_model_id, load_model
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,7 @@ class ModelCache:
 
     Every `get` re-reads the tiny registry pointer, so a promotion (by `cryptopred models
     promote` or the bot's own retraining) takes effect at the next tick without a restart.
+    `policy_for` tells which decision policy a loaded model trades (and logs it once).
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class ModelCache:
         self._max_age = max_age
         self._loader = loader
         self._models: dict[tuple[str, str], ModelArtifact] = {}
+        self._policies: dict[str, tuple[DecisionSettings, LivePolicy]] = {}
         self._stale_warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -66,10 +70,28 @@ class ModelCache:
             self._warn_if_stale(artifact, now)
         return artifact
 
+    def policy_for(self, artifact: ModelArtifact, decision: DecisionSettings) -> LivePolicy:
+        """The decision policy `artifact` trades under `decision` (see `ml.decision.live_policy`).
+
+        Logged the first time after the model was loaded: which policy, and where it comes
+        from (a WARNING when the model has no validated policy and the config's trades).
+        """
+        model_id = artifact.model_id
+        with self._lock:
+            known = self._policies.get(model_id)
+            if known is not None and known[0] == decision:
+                return known[1]
+            live = live_policy(artifact.manifest.decision, decision)
+            self._policies[model_id] = (decision, live)
+        manifest = artifact.manifest
+        log_live_policy(f"{manifest.symbol} {manifest.timeframe}", model_id, live)
+        return live
+
     def _load(
         self, symbol: str, timeframe: str, model_id: str, *, previous: ModelArtifact | None
     ) -> ModelArtifact:
         artifact = self._loader(self._root, model_id)
+        self._policies.pop(model_id, None)  # say again which policy a reloaded model trades
         manifest = artifact.manifest
         if (manifest.symbol, manifest.timeframe) != (symbol, timeframe):
             raise ModelError(

@@ -15,16 +15,20 @@ import requests
 
 from core.settings import WebhookSettings
 from core.timeframes import from_epoch_ms
-from core.types import Signal
+from core.types import Direction, Signal
+from ml.decision import ACTIONS
 
 logger = logging.getLogger(__name__)
 
-SIGNAL_NAMES: dict[int, str] = {-1: "short", 0: "flat", 1: "long"}
-
-
 @dataclass(frozen=True, slots=True)
 class SignalChange:
-    """The newest signal of a market differs from the one before it."""
+    """The policy's newest action for a market differs from the one before it.
+
+    `signal`/`size` are the action (LONG/FLAT/SHORT and the traded fraction of
+    `strategy.position_fraction`); `direction` is the model's separate UP/DOWN call at its
+    classification threshold, which can disagree with the action (hysteresis, minimum hold,
+    cooldown). `policy_source` says which policy decided.
+    """
 
     exchange: str
     symbol: str
@@ -32,9 +36,23 @@ class SignalChange:
     candle_open_ms: int
     candle_close_ms: int
     proba_up: float
+    direction: Direction
     previous_signal: Signal
+    previous_size: float
     signal: Signal
+    size: float
     model_id: str
+    policy_source: str
+
+    @property
+    def action(self) -> str:
+        """LONG, FLAT or SHORT."""
+        return ACTIONS[self.signal]
+
+    @property
+    def previous_action(self) -> str:
+        """The action before this change."""
+        return ACTIONS[self.previous_signal]
 
     def payload(self) -> dict[str, Any]:
         """The JSON body of the webhook POST."""
@@ -46,14 +64,30 @@ class SignalChange:
             "candle_open": from_epoch_ms(self.candle_open_ms).isoformat(),
             "candle_close": from_epoch_ms(self.candle_close_ms).isoformat(),
             "proba_up": self.proba_up,
+            "direction": self.direction,
             "previous_signal": self.previous_signal,
             "signal": self.signal,
+            "previous_action": self.previous_action,
+            "action": self.action,
+            "previous_size": self.previous_size,
+            "size": self.size,
+            "policy_source": self.policy_source,
             "text": (
-                f"{self.symbol} {self.timeframe}: {SIGNAL_NAMES[self.previous_signal]} -> "
-                f"{SIGNAL_NAMES[self.signal]} (p_up {self.proba_up:.3f}, model {self.model_id})"
+                f"{self.symbol} {self.timeframe}: {_sized(self.previous_action, self.previous_size)}"
+                f" -> {_sized(self.action, self.size)} (direction {self.direction}, p_up "
+                f"{self.proba_up:.3f}; policy {self.policy_source}; model {self.model_id})"
             ),
             "model_id": self.model_id,
         }
+
+
+def _sized(action: str, size: float) -> str:
+    """An action and its size for messages.
+
+    >>> _sized("LONG", 0.5), _sized("FLAT", 0.0)
+    ('LONG 0.50', 'FLAT')
+    """
+    return action if action == "FLAT" else f"{action} {size:.2f}"
 
 
 class Notifier(Protocol):

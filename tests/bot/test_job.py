@@ -362,12 +362,6 @@ def test_run_once_signals_equal_the_backtest_signals(
     assert len(set(expected)) == 3  # long, flat and short all occur: hysteresis is exercised
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot.market.predict_rows rebuilds PolicyState(side=position, size=1.0) for every "
-    "candle, so bars_held restarts at 0 (min_hold_bars >= 2 never lets a position go) and "
-    "bars_since_exit is 'never' (cooldown ignored); the stored predictions keep only the side",
-)
 def test_run_once_signals_equal_the_backtest_signals_with_min_hold_and_cooldown(
     make_deps: Callable[..., BotDeps],
     source: FakeSource,
@@ -419,7 +413,8 @@ def test_run_once_notifies_signal_changes_only(
     (change,) = notifier.changes
     assert (change.previous_signal, change.signal) == (0, 1)
     assert change.candle_open_ms == _open_ms(market_candles, 1300)
-    assert change.payload()["text"].startswith("BTC/USDT 1h: flat -> long")
+    assert change.payload()["text"].startswith("BTC/USDT 1h: FLAT -> LONG 1.00 (direction ")
+    assert change.policy_source == "config"
 
 
 def test_run_once_reloads_the_model_after_a_promotion(

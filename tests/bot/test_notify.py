@@ -23,9 +23,13 @@ CHANGE = SignalChange(
     candle_open_ms=1_700_000_000_000 - 1_700_000_000_000 % 3_600_000,
     candle_close_ms=1_700_000_000_000 - 1_700_000_000_000 % 3_600_000 + 3_600_000,
     proba_up=0.61,
+    direction="UP",
     previous_signal=0,
+    previous_size=0.0,
     signal=1,
+    size=0.5,
     model_id="BTC_USDT-1h-logreg-x",
+    policy_source="manifest",
 )
 
 
@@ -75,7 +79,12 @@ def test_webhook_posts_the_signal_change_as_json(hook: Hook) -> None:
     assert body["event"] == "signal_changed"
     assert (body["symbol"], body["previous_signal"], body["signal"]) == ("BTC/USDT", 0, 1)
     assert body["candle_close"] == "2023-11-14T23:00:00+00:00"
-    assert body["text"] == "BTC/USDT 1h: flat -> long (p_up 0.610, model BTC_USDT-1h-logreg-x)"
+    assert (body["previous_action"], body["action"], body["size"]) == ("FLAT", "LONG", 0.5)
+    assert (body["direction"], body["policy_source"]) == ("UP", "manifest")
+    assert body["text"] == (
+        "BTC/USDT 1h: FLAT -> LONG 0.50 (direction UP, p_up 0.610; policy manifest; "
+        "model BTC_USDT-1h-logreg-x)"
+    )
     assert notifier.delivered == 1
 
 
