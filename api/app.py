@@ -84,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.models = ModelStore(
-        registry_dir=Path(settings.ml.registry_dir), known_pairs=known_pairs(settings)
+        registry_dir=Path(settings.ml.registry_dir),
+        known_pairs=known_pairs(settings),
+        decision=settings.decision,
     )
     app.state.templates = pages.make_templates()
     _install_middleware(app, settings)

@@ -7,6 +7,27 @@ from typing import Any
 FEATURES: dict[str, Any] = {"log_return_1": 0.0012, "rsi": 55.3, "volatility_24": 0.0081}
 TS = "2024-05-01T12:00:00Z"
 
+RULE: dict[str, Any] = {
+    "entry_threshold": 0.55,
+    "exit_threshold": 0.45,
+    "min_hold_bars": 12,
+    "cooldown_bars": 24,
+    "sizing": "fixed",
+    "edge_scale": 5.0,
+    "allow_short": False,
+    "short_entry_threshold": 0.45,
+    "short_exit_threshold": 0.5,
+    "stay_flat": False,
+}
+
+POLICY: dict[str, Any] = {
+    "source": "manifest",
+    "description": (
+        "long at p_up >= 0.55, exit below 0.45, hold >= 12 bars, cooldown 24 bars, fixed size"
+    ),
+    "rule": RULE,
+}
+
 LOGGED: dict[str, Any] = {
     "id": 42,
     "exchange": "binance",
@@ -26,6 +47,9 @@ LOGGED: dict[str, Any] = {
     "actual_direction": "UP",
     "is_correct": True,
     "resolved_at": "2024-05-01T13:00:04Z",
+    "action": "LONG",
+    "size": 1.0,
+    "policy_source": "manifest",
 }
 
 PREDICT_REQUEST: dict[str, Any] = {"features": FEATURES}
@@ -48,6 +72,9 @@ PREDICTION_OUT: dict[str, Any] = {
     "threshold": 0.5,
     "symbol": "BTC/USDT",
     "timeframe": "1h",
+    "action": "LONG",
+    "size": 1.0,
+    "policy": POLICY,
 }
 
 BATCH_PREDICTION_OUT: dict[str, Any] = {
@@ -56,9 +83,10 @@ BATCH_PREDICTION_OUT: dict[str, Any] = {
     "symbol": "BTC/USDT",
     "timeframe": "1h",
     "count": 2,
+    "policy": POLICY,
     "predictions": [
-        {"direction": "UP", "probability_up": 0.57},
-        {"direction": "DOWN", "probability_up": 0.44},
+        {"direction": "UP", "probability_up": 0.57, "action": "LONG", "size": 1.0},
+        {"direction": "UP", "probability_up": 0.52, "action": "FLAT", "size": 0.0},
     ],
 }
 
@@ -69,11 +97,15 @@ CANDLE_PREDICTION_OUT: dict[str, Any] = {
     "threshold": 0.5,
     "symbol": "BTC/USDT",
     "timeframe": "1h",
+    "action": "LONG",
+    "size": 1.0,
+    "policy": POLICY,
     "candle_open": "2024-05-01T11:00:00Z",
     "candle_close": TS,
     "horizon_bars": 1,
     "candles_used": 481,
     "dropped_forming_candle": False,
+    "bars_held": 3,
 }
 
 PREDICTION_PAGE_OUT: dict[str, Any] = {"items": [LOGGED], "next_cursor": "MTcxNDU2"}
@@ -131,6 +163,18 @@ MODEL_INFO_OUT: dict[str, Any] = {
     "git_commit": "d23a105",
     "inference": "compiled",
     "backtest": None,
+    "decision": {
+        **POLICY,
+        "validated": {
+            "policy": RULE,
+            "chosen_by": "nested walk-forward, net log growth",
+            "n_candidates": 37,
+            "nested_net_return": 0.42,
+            "nested_buy_and_hold_return": 0.55,
+            "deflated_sharpe": 0.61,
+            "probability_of_overfitting": 0.31,
+        },
+    },
 }
 
 PROMOTE_OUT: dict[str, Any] = {

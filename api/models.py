@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,8 @@ import numpy.typing as npt
 from api.inference import Scorer, make_scorer
 from core.echo import echo_items
 from core.errors import FeatureMismatchError, ModelNotFoundError
+from core.settings import DecisionSettings
+from ml.decision import LivePolicy, actions_from_flat, live_policy, log_live_policy
 from ml.registry import ModelArtifact, ModelManifest, current_model_id, load_model
 
 logger = logging.getLogger(__name__)
@@ -29,12 +32,15 @@ class NoModelYetError(ModelNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A loaded current model with its fast scorer and feature lookup."""
+    """A loaded current model with its fast scorer, feature lookup and the decision policy
+    it trades (`policy_json`: that policy as the `policy` object of prediction responses)."""
 
     artifact: ModelArtifact
     scorer: Scorer
     feature_names: tuple[str, ...]
     feature_index: Mapping[str, int]
+    policy: LivePolicy
+    policy_json: Mapping[str, Any]
 
     @property
     def manifest(self) -> ModelManifest:
@@ -65,6 +71,12 @@ class LoadedModel:
     def proba_up(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """`proba_up` of rows already in model feature order."""
         return self.scorer.score(X)
+
+    def actions_from_flat(
+        self, proba_up: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+        """Side and size the policy takes at each row, from a flat state (no history)."""
+        return actions_from_flat(proba_up, self.policy.policy)
 
 
 def check_feature_names(model: LoadedModel, names: Collection[str], *, where: str = "") -> None:
@@ -104,13 +116,15 @@ class ModelStore:
     """Loads each pair's current model once; re-reads the pointer every few seconds at most.
 
     `known_pairs` are the configured (symbol, timeframe) pairs: a pair outside them that has
-    no current model is "unknown" (404) rather than "not trained yet" (503).
+    no current model is "unknown" (404) rather than "not trained yet" (503). `decision`
+    chooses the policy each model trades (`ml.decision.live_policy`).
     """
 
     registry_dir: Path
     known_pairs: frozenset[tuple[str, str]]
     recheck_seconds: float = POINTER_RECHECK_SECONDS
     clock: Callable[[], float] = time.monotonic
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,7 +171,7 @@ class ModelStore:
         if entry is not None and entry.model.manifest.model_id == model_id:
             entry.checked_at = now
             return entry.model
-        model = load_served_model(self.registry_dir, model_id)
+        model = load_served_model(self.registry_dir, model_id, decision=self.decision)
         self._entries[key] = _Entry(model=model, checked_at=now)
         logger.info("Serving model %s for %s %s", model_id, symbol, timeframe)
         return model
@@ -175,13 +189,29 @@ class ModelStore:
         )
 
 
-def load_served_model(registry_dir: Path, model_id: str) -> LoadedModel:
-    """Load a model (hash-checked) and build its verified fast scorer."""
+def load_served_model(
+    registry_dir: Path, model_id: str, *, decision: DecisionSettings | None = None
+) -> LoadedModel:
+    """Load a model (hash-checked), build its verified fast scorer and choose its policy."""
     artifact = load_model(registry_dir, model_id)
     names = tuple(artifact.manifest.feature_names)
+    policy = live_policy(artifact.manifest.decision, decision or DecisionSettings())
+    manifest = artifact.manifest
+    log_live_policy(f"{manifest.symbol} {manifest.timeframe}", model_id, policy)
     return LoadedModel(
         artifact=artifact,
         scorer=make_scorer(artifact),
         feature_names=names,
         feature_index={name: position for position, name in enumerate(names)},
+        policy=policy,
+        policy_json=policy_json(policy),
     )
+
+
+def policy_json(policy: LivePolicy) -> dict[str, Any]:
+    """The `policy` object of prediction responses (`api.schemas.PolicyOut`)."""
+    return {
+        "source": policy.source,
+        "description": policy.description,
+        "rule": policy.policy.model_dump(mode="json"),
+    }

@@ -10,31 +10,53 @@ import numpy.typing as npt
 import pyarrow as pa
 import pydantic_core
 
+from ml.decision import ACTIONS
+
 Vector = npt.NDArray[np.float64]
+Sides = npt.NDArray[np.int8]
 
 
-def batch_json(header: dict[str, Any], proba_up: Vector, threshold: float) -> bytes:
-    """`{**header, "count": n, "predictions": [{"direction", "probability_up"}, ...]}`."""
+def batch_json(
+    header: dict[str, Any], proba_up: Vector, threshold: float, *, sides: Sides, sizes: Vector
+) -> bytes:
+    """`{**header, "count": n, "predictions": [{"direction", "probability_up", "action",
+    "size"}, ...]}`."""
     directions = np.where(proba_up >= threshold, "UP", "DOWN").tolist()
+    actions = [ACTIONS[side] for side in sides.tolist()]
     predictions = [
-        {"direction": d, "probability_up": p}
-        for d, p in zip(directions, proba_up.tolist(), strict=True)
+        {"direction": d, "probability_up": p, "action": a, "size": s}
+        for d, p, a, s in zip(directions, proba_up.tolist(), actions, sizes.tolist(), strict=True)
     ]
     return pydantic_core.to_json({**header, "count": len(predictions), "predictions": predictions})
 
 
-def batch_arrow(header: dict[str, Any], proba_up: Vector, threshold: float) -> bytes:
-    """An Arrow IPC stream with columns `probability_up` and `direction` (row order kept).
+def batch_arrow(
+    header: dict[str, Any], proba_up: Vector, threshold: float, *, sides: Sides, sizes: Vector
+) -> bytes:
+    """An Arrow IPC stream with columns `probability_up`, `direction`, `action` and `size`
+    (row order kept).
 
-    The header fields (model id, threshold, symbol, timeframe, count) are schema metadata.
+    The header fields (model id, threshold, symbol, timeframe, count) are schema metadata;
+    the policy is JSON under the `policy` key.
     """
     up = proba_up >= threshold
     direction = pa.DictionaryArray.from_arrays(
         pa.array(up.astype(np.int8)), pa.array(["DOWN", "UP"])
     )
-    metadata = {key: str(value) for key, value in {**header, "count": len(up)}.items()}
+    action = pa.DictionaryArray.from_arrays(  # side + 1 indexes SHORT, FLAT, LONG
+        pa.array((sides + 1).astype(np.int8)), pa.array([ACTIONS[-1], ACTIONS[0], ACTIONS[1]])
+    )
+    metadata = {
+        key: value if isinstance(value, str) else pydantic_core.to_json(value).decode()
+        for key, value in {**header, "count": len(up)}.items()
+    }
     table = pa.table(
-        {"probability_up": pa.array(proba_up, type=pa.float64()), "direction": direction},
+        {
+            "probability_up": pa.array(proba_up, type=pa.float64()),
+            "direction": direction,
+            "action": action,
+            "size": pa.array(sizes, type=pa.float64()),
+        },
         metadata=metadata,
     )
     sink = io.BytesIO()

@@ -14,6 +14,7 @@ from api.schemas import (
     AccuracyOut,
     AccuracyPoint,
     BacktestSummary,
+    DecisionOut,
     FeatureOut,
     FeaturesOut,
     HealthOut,
@@ -155,6 +156,7 @@ def model_info(session: Any, model: LoadedModel) -> ModelInfoOut:
         git_commit=manifest.git_commit,
         inference="compiled" if model.scorer.is_compiled else "predict_proba",
         backtest=latest_backtest(session, manifest.model_id),
+        decision=DecisionOut(**model.policy_json, validated=model.policy.validated),
     )
 
 

@@ -8,7 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import examples
+from core.settings import DecisionPolicy
 from core.types import Direction, Timeframe
+from ml.decision import Action, PolicySource
+from ml.registry import ValidatedPolicy
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A JSON number that is finite: no strings, booleans, null, NaN or Infinity."""
@@ -89,28 +92,54 @@ class CandlesRequest(BaseModel):
 
 
 # ------------------------------------------------------------------------------ predictions
+DIRECTION_DOC = "The model's call: UP when probability_up >= threshold (scored for accuracy)"
+ACTION_DOC = "What the decision policy does: LONG, FLAT or SHORT (not the same as direction)"
+SIZE_DOC = "Traded fraction of strategy.position_fraction (0 when FLAT)"
+
+
+class PolicyOut(_Out):
+    """The decision policy behind `action` and where it comes from.
+
+    `source` is "manifest" (the model's validated policy), "config" (`decision.live_policy:
+    config` trades `decision.policy`) or "config (model has no validated policy)".
+    """
+
+    source: PolicySource
+    description: str
+    rule: DecisionPolicy
+
+
 class PredictionOut(_Out):
-    """The model's call for one row."""
+    """The model's call for one row (`direction`) and, separately, the policy's `action`.
+
+    For one row the action is the policy's decision from a flat position (no history: no
+    minimum hold or cooldown in force); for the action given history use `/predict/candles`.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.PREDICTION_OUT]})
 
-    direction: Direction
+    direction: Direction = Field(description=DIRECTION_DOC)
     probability_up: float
     model_id: str
     threshold: float
     symbol: str
     timeframe: str
+    action: Action = Field(description=ACTION_DOC)
+    size: float = Field(description=SIZE_DOC)
+    policy: PolicyOut
 
 
 class BatchItem(_Out):
-    """One row's direction and probability."""
+    """One row's direction and probability, and the policy's action from a flat position."""
 
-    direction: Direction
+    direction: Direction = Field(description=DIRECTION_DOC)
     probability_up: float
+    action: Action = Field(description=ACTION_DOC)
+    size: float = Field(description=SIZE_DOC)
 
 
 class BatchPredictionOut(_Out):
-    """Predictions for every row, in request order."""
+    """Predictions for every row, in request order (each row's action from flat)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_PREDICTION_OUT]})
 
@@ -119,11 +148,17 @@ class BatchPredictionOut(_Out):
     symbol: str
     timeframe: str
     count: int
+    policy: PolicyOut
     predictions: list[BatchItem]
 
 
 class CandlePredictionOut(PredictionOut):
-    """A prediction for the last closed candle of the posted candles."""
+    """A prediction for the last closed candle of the posted candles.
+
+    `action`, `size` and `bars_held` come from the policy run over the probabilities of every
+    posted candle with a complete feature warm-up, oldest first, starting flat: minimum
+    holds, cooldowns and entry sizes over that history apply.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.CANDLE_PREDICTION_OUT]})
 
@@ -132,10 +167,15 @@ class CandlePredictionOut(PredictionOut):
     horizon_bars: int
     candles_used: int
     dropped_forming_candle: bool
+    bars_held: int = Field(description="Candles the current position has been held (0 if FLAT)")
 
 
 class LoggedPrediction(_Out):
-    """A prediction the bot logged, with its outcome once the target candle closed."""
+    """A prediction the bot logged, with its outcome once the target candle closed.
+
+    `direction` is the model's call; `action`/`size`/`signal` what the bot's policy did.
+    `size` and `policy_source` are null for rows logged before they were recorded.
+    """
 
     id: int
     exchange: str
@@ -145,7 +185,7 @@ class LoggedPrediction(_Out):
     target_close: datetime
     horizon_bars: int
     probability_up: float
-    direction: Direction
+    direction: Direction = Field(description=DIRECTION_DOC)
     signal: int
     threshold: float
     model_id: str
@@ -155,6 +195,9 @@ class LoggedPrediction(_Out):
     actual_direction: Direction | None
     is_correct: bool | None
     resolved_at: datetime | None
+    action: Action = Field(description=ACTION_DOC)
+    size: float | None = Field(description=SIZE_DOC)
+    policy_source: str | None
 
 
 class PredictionPageOut(_Out):
@@ -239,6 +282,13 @@ class BacktestSummary(_Out):
     trading: dict[str, Any]
 
 
+class DecisionOut(PolicyOut):
+    """The policy the bot and the API trade for this model, and the model's validated policy
+    with its evidence (null for models trained before the decision layer)."""
+
+    validated: ValidatedPolicy | None
+
+
 class ModelInfoOut(_Out):
     """The current model's manifest plus the latest backtest that used it."""
 
@@ -263,6 +313,7 @@ class ModelInfoOut(_Out):
     git_commit: str | None
     inference: Literal["compiled", "predict_proba"]
     backtest: BacktestSummary | None
+    decision: DecisionOut
 
 
 class PromoteOut(_Out):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from api.schemas import BacktestSummary, Expectation, LoggedPrediction
 from core.timeframes import from_epoch_ms
+from ml.decision import ACTIONS
 from ml.evaluation import classification_metrics
 from ml.registry import ModelManifest
 from storage.repository import BacktestRun, StoredPrediction
@@ -101,6 +102,9 @@ def to_logged(prediction: StoredPrediction) -> LoggedPrediction:
         actual_direction=prediction.actual_direction,
         is_correct=prediction.is_correct,
         resolved_at=None if resolved is None else from_epoch_ms(resolved),
+        action=ACTIONS[prediction.signal],
+        size=prediction.size,
+        policy_source=prediction.policy_source,
     )
 
 

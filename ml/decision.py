@@ -356,9 +356,9 @@ def log_live_policy(market: str, model_id: str, live: LivePolicy) -> None:
     has no validated policy, so the config's fixed rule trades in its place)."""
     if live.source == NO_VALIDATED_POLICY:
         logger.warning(
-            "%s: model %s has no validated decision policy (trained before the decision "
-            "layer); trading decision.policy from the config instead: %s. Retrain it with "
-            "`cryptopred train` to trade a policy chosen on its own out-of-sample predictions",
+            "%s: model %s has no validated decision policy in its manifest; trading "
+            "decision.policy from the config instead: %s. Retrain it with `cryptopred train` "
+            "to trade a policy chosen on its own out-of-sample predictions",
             market,
             model_id,
             live.description,

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -37,7 +38,8 @@ from api.schemas import (
     PredictionOut,
     PredictRequest,
 )
-from ml.predict import direction_of, predict_latest
+from ml.decision import ACTIONS, PolicyState, positions_from_proba
+from ml.predict import direction_of, predict_history, predict_latest, required_candles
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,17 @@ def _json_response(payload: dict[str, Any]) -> Response:
     return Response(pydantic_core.to_json(payload), media_type=JSON_TYPE)
 
 
-def _prediction(model: LoadedModel, pair: Pair, proba_up: float) -> dict[str, Any]:
+def _prediction(
+    model: LoadedModel, pair: Pair, proba_up: float, *, state: PolicyState | None = None
+) -> dict[str, Any]:
+    """The direction at the model's threshold and, separately, the policy's action: after
+    `state` (the position over the history), else from flat."""
     threshold = model.manifest.threshold
+    if state is None:
+        sides, sizes = model.actions_from_flat([proba_up])
+        side, size = int(sides[0]), float(sizes[0])
+    else:
+        side, size = state.side, state.size
     return {
         "direction": direction_of(proba_up, threshold),
         "probability_up": proba_up,
@@ -84,6 +95,9 @@ def _prediction(model: LoadedModel, pair: Pair, proba_up: float) -> dict[str, An
         "threshold": threshold,
         "symbol": pair.symbol,
         "timeframe": pair.timeframe,
+        "action": ACTIONS[side],
+        "size": size,
+        "policy": model.policy_json,
     }
 
 
@@ -104,7 +118,14 @@ def _model_for(request: Request) -> tuple[LoadedModel, Pair]:
     openapi_extra=_body_doc(PredictRequest),
 )
 async def predict(request: Request) -> Response:
-    """UP/DOWN and `probability_up` for one row of features (names from `GET /features`)."""
+    """UP/DOWN and `probability_up` for one row of features (names from `GET /features`),
+    and the decision policy's action.
+
+    `direction` is the model's call at its classification threshold; `action` (LONG, FLAT or
+    SHORT) and `size` are what the policy does with this probability **from flat** (no
+    position, no minimum hold or cooldown in force); for the action given history use
+    `/predict/candles`. `policy` names the policy and its source.
+    """
     media_type_of(request, accepted=(JSON_TYPE,))
     body = predict_body(await request.body())
     model, pair = _model_for(request)
@@ -126,11 +147,13 @@ async def predict(request: Request) -> Response:
 async def predict_batch(request: Request) -> Response:
     """Predictions for up to `api.max_batch_rows` rows, in order.
 
-    Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large batches an Arrow IPC
+    Each row carries `direction` (the model's call) and the policy's `action` and `size`
+    for that row **from flat** (rows are independent; for the action given history use
+    `/predict/candles`). Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large batches an Arrow IPC
     stream (`Content-Type: application/vnd.apache.arrow.stream`) with one numeric column per
     feature, which skips JSON number parsing. With `Accept: application/vnd.apache.arrow.stream`
-    the answer is an Arrow stream too (columns `probability_up`, `direction`; the model id,
-    threshold, symbol and timeframe in its schema metadata).
+    the answer is an Arrow stream too (columns `probability_up`, `direction`, `action`,
+    `size`; the model id, threshold, symbol, timeframe and policy in its schema metadata).
     """
     media_type = media_type_of(request, accepted=(JSON_TYPE, ARROW_STREAM))
     answer_type = ARROW_STREAM if ARROW_STREAM in request.headers.get("accept", "") else JSON_TYPE
@@ -167,9 +190,11 @@ def _predict_rows(
         "threshold": model.manifest.threshold,
         "symbol": pair.symbol,
         "timeframe": pair.timeframe,
+        "policy": model.policy_json,
     }
+    sides, sizes = model.actions_from_flat(proba_up)
     encode = batch_arrow if answer_arrow else batch_json
-    return encode(header, proba_up, model.manifest.threshold)
+    return encode(header, proba_up, model.manifest.threshold, sides=sides, sizes=sizes)
 
 
 @router.post(
@@ -182,7 +207,11 @@ async def predict_candles(request: Request) -> CandlePredictionOut:
     """Prediction for the last closed candle of posted ccxt candles (features built here).
 
     Send at least the model's warm-up length of contiguous candles, oldest first; a still
-    forming newest candle is dropped. The body is parsed like `/predict`'s (same messages).
+    forming newest candle is dropped. `direction` is the model's call for the last candle;
+    `action`, `size` and `bars_held` are the decision policy's position after running over
+    the probabilities of every posted candle past the warm-up, starting flat, as the live
+    bot and the backtest do (minimum holds, cooldowns and entry sizes apply). The body is
+    parsed like `/predict`'s (same messages).
     """
     media_type_of(request, accepted=(JSON_TYPE,))
     body = candles_body(await request.body())
@@ -205,11 +234,26 @@ def _predict_candles(
         body.candles, timeframe=pair.timeframe, now=datetime.now(UTC), max_rows=max_rows
     )
     prediction = predict_latest(model.artifact, candles)
+    state = position_after(model, candles, prediction.proba_up)
     return CandlePredictionOut(
-        **_prediction(model, pair, prediction.proba_up),
+        **_prediction(model, pair, prediction.proba_up, state=state),
         candle_open=prediction.candle_open.to_pydatetime(),
         candle_close=prediction.candle_close.to_pydatetime(),
         horizon_bars=prediction.horizon_bars,
         candles_used=len(candles),
         dropped_forming_candle=dropped,
+        bars_held=state.bars_held if state.side else 0,
     )
+
+
+def position_after(model: LoadedModel, candles: pd.DataFrame, proba_up: float) -> PolicyState:
+    """The policy's state after the posted candles: `positions_from_proba` over every candle
+    with a full feature warm-up behind it (the candles the bot would predict), from flat.
+
+    The newest probability is `proba_up`, the value the response shows.
+    """
+    needed = required_candles(model.artifact)
+    decided = pd.DatetimeIndex(candles.index[needed - 1 :])
+    proba = predict_history(model.artifact, candles).reindex(decided).to_numpy(copy=True)
+    proba[-1] = proba_up  # missing values are NaN: "no opinion" for the policy
+    return positions_from_proba(proba, model.policy.policy).final_state

@@ -84,13 +84,16 @@
       }
       const arrow = body.direction === "UP" ? "▲" : "▼";
       const probability = (body.probability_up * 100).toFixed(1);
+      const size = body.action === "FLAT" ? "" : " " + (body.size * 100).toFixed(0) + "%";
       show(
         [
           [arrow + " " + body.direction, "direction"],
           " P(up) ",
           [probability + "%", "probability"],
+          " · policy from flat: ",
+          [body.action + size, "action"],
           " ",
-          ["threshold " + body.threshold.toFixed(2) + " · " + body.model_id, "muted"],
+          ["threshold " + body.threshold.toFixed(2) + " · " + body.policy.source + " policy · " + body.model_id, "muted"],
         ],
         body.direction === "UP" ? "up" : "down",
       );

@@ -69,9 +69,8 @@ def test_model_info_has_manifest_and_backtest(client: TestClient, manifest: Mode
     assert response.status_code == 200
     body = response.json()
     assert body["model_id"] == manifest.model_id and body["algorithm"] == "logreg"
-    assert (
-        body["walk_forward"]["metrics"]["accuracy"] == manifest.walk_forward["metrics"]["accuracy"]
-    )
+    assert manifest.walk_forward is not None
+    assert body["walk_forward"]["metrics"]["accuracy"] == manifest.walk_forward.metrics["accuracy"]
     assert set(body["walk_forward"]["baselines"]) >= {"always_up", "persistence"}
     assert body["feature_importance"] == manifest.feature_importance
     assert body["library_versions"]["scikit-learn"]
@@ -80,6 +79,11 @@ def test_model_info_has_manifest_and_backtest(client: TestClient, manifest: Mode
     assert backtest["id"] == RUN_ID
     assert backtest["classification"]["accuracy"] == 0.512
     assert backtest["trading"]["total_return"] == 0.042
+    decision = body["decision"]  # a model without a validated policy trades the config's
+    assert decision["source"] == "config (model has no validated policy)"
+    assert decision["validated"] is None
+    assert decision["rule"]["entry_threshold"] == 0.55
+    assert decision["description"].startswith("long at p_up >= 0.55")
     assert backtest["trading"]["break_even_bps"] is None
 
 
@@ -157,7 +161,7 @@ def test_accuracy_matches_the_stored_outcomes(
     assert body["series"][-1]["n_in_window"] == 20
     assert len(body["series"]) == len(stored) - 10 + 1  # points need 10 resolved predictions
     expected = body["expected"]
-    assert expected["walk_forward_accuracy"] == manifest.walk_forward["metrics"]["accuracy"]
+    assert expected["walk_forward_accuracy"] == manifest.walk_forward.metrics["accuracy"]
     assert expected["backtest_id"] == RUN_ID and expected["backtest_accuracy"] == 0.512
 
 
