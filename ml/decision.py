@@ -295,7 +295,11 @@ def state_from_history(sides: Sequence[int], sizes: Sequence[float]) -> PolicySt
         raise ValueError(f"a side is -1, 0 or 1, got {last}")
     run = _run_length(sides, len(sides))
     if last == 0:
-        return PolicyState(bars_since_exit=_NEVER if run == len(sides) else run - 1)
+        if run == len(sides):
+            return PolicyState()
+        # Right at the exit candle the machine still reports how long the position was held.
+        held = _run_length(sides, len(sides) - 1) if run == 1 else 0
+        return PolicyState(bars_held=held, bars_since_exit=run - 1)
     # While in a position the count since the last exit stands still: the flat candles
     # before the entry (exit candle included), 0 after a flip, "long ago" if none is known.
     since = _NEVER
