@@ -130,9 +130,7 @@ def predict_market(
         since_ms=plan.fetch_since_ms(warmup_bars=warmup, step_ms=step_ms),
         last_closed_ms=plan.last_closed_ms,
     )
-    rows = predict_rows(
-        deps, artifact, candles, plan, warmup_bars=warmup, now=now, policy=policy
-    )
+    rows = predict_rows(deps, artifact, candles, plan, warmup_bars=warmup, now=now, policy=policy)
     rows = _stamp(deps, rows, now=now, started=started, step_ms=step_ms)
     key = {"exchange": deps.source.exchange_id, "symbol": symbol, "timeframe": timeframe}
     resolved_ms = tick_time_ms(deps, now, started)
@@ -150,9 +148,7 @@ def predict_market(
         )
         resolved = resolve_predictions(session, outcomes)
     change = _signal_change(rows, plan, step_ms) if written else None
-    return MarketResult(
-        symbol, timeframe, step_ms, tuple(rows), written, resolved, change, policy
-    )
+    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change, policy)
 
 
 def make_plan(

@@ -20,6 +20,7 @@ from ml.decision import ACTIONS
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class SignalChange:
     """The policy's newest action for a market differs from the one before it.
@@ -54,6 +55,16 @@ class SignalChange:
         """The action before this change."""
         return ACTIONS[self.previous_signal]
 
+    @property
+    def text(self) -> str:
+        """One line for chat webhooks: the action change, then the model's direction."""
+        before = _sized(self.previous_action, self.previous_size)
+        return (
+            f"{self.symbol} {self.timeframe}: {before} -> {_sized(self.action, self.size)} "
+            f"(direction {self.direction}, p_up {self.proba_up:.3f}; policy "
+            f"{self.policy_source}; model {self.model_id})"
+        )
+
     def payload(self) -> dict[str, Any]:
         """The JSON body of the webhook POST."""
         return {
@@ -72,11 +83,7 @@ class SignalChange:
             "previous_size": self.previous_size,
             "size": self.size,
             "policy_source": self.policy_source,
-            "text": (
-                f"{self.symbol} {self.timeframe}: {_sized(self.previous_action, self.previous_size)}"
-                f" -> {_sized(self.action, self.size)} (direction {self.direction}, p_up "
-                f"{self.proba_up:.3f}; policy {self.policy_source}; model {self.model_id})"
-            ),
+            "text": self.text,
             "model_id": self.model_id,
         }
 

@@ -398,6 +398,8 @@ def describe_policy(policy: DecisionPolicy) -> str:
         parts.append(f"hold >= {policy.min_hold_bars} bars")
     if policy.cooldown_bars:
         parts.append(f"cooldown {policy.cooldown_bars} bars")
-    sized = "fixed size" if policy.sizing == "fixed" else f"size min(1, {policy.edge_scale:g}|2p-1|)"
+    sized = (
+        "fixed size" if policy.sizing == "fixed" else f"size min(1, {policy.edge_scale:g}|2p-1|)"
+    )
     parts.append(sized)
     return ", ".join(parts)

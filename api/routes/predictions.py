@@ -149,9 +149,10 @@ async def predict_batch(request: Request) -> Response:
 
     Each row carries `direction` (the model's call) and the policy's `action` and `size`
     for that row **from flat** (rows are independent; for the action given history use
-    `/predict/candles`). Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large batches an Arrow IPC
-    stream (`Content-Type: application/vnd.apache.arrow.stream`) with one numeric column per
-    feature, which skips JSON number parsing. With `Accept: application/vnd.apache.arrow.stream`
+    `/predict/candles`). Send JSON `{"rows": [{feature: value, ...}, ...]}`, or for large
+    batches an Arrow IPC stream (`Content-Type: application/vnd.apache.arrow.stream`) with one
+    numeric column per feature, which skips JSON number parsing. With
+    `Accept: application/vnd.apache.arrow.stream`
     the answer is an Arrow stream too (columns `probability_up`, `direction`, `action`,
     `size`; the model id, threshold, symbol, timeframe and policy in its schema metadata).
     """

@@ -149,6 +149,7 @@ def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:
         page.locator("#prediction-result", has_text="P(up)").wait_for(timeout=10_000)
         result = page.inner_text("#prediction-result")
         assert re.search(r"[▲▼] (UP|DOWN) P\(up\) \d{1,3}\.\d%", result), result
+        assert re.search(r"policy from flat: (LONG \d{1,3}%|FLAT|SHORT \d{1,3}%)", result), result
         assert page.url == f"{server}/"  # no full page reload
 
         page.screenshot(path=str(SCREENSHOT), full_page=True)

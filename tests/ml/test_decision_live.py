@@ -119,8 +119,8 @@ def test_log_live_policy_warns_when_the_model_has_no_validated_policy(
 ) -> None:
     caplog.set_level(logging.INFO)
     log_live_policy("BTC/USDT 1h", "m1", live_policy(VALIDATED, DecisionSettings()))
-    assert log_has(caplog, "model m1 trades the validated (manifest) decision policy: long at "
-                           "p_up >= 0.60, exit below 0.45, hold >= 12 bars", logging.INFO)  # fmt: skip
+    expected = "m1 trades the validated (manifest) decision policy: long at p_up >= 0.60"
+    assert log_has(caplog, expected + ", exit below 0.45, hold >= 12 bars", logging.INFO)
     log_live_policy("BTC/USDT 1h", "m2", live_policy(None, DecisionSettings()))
     assert log_has(caplog, "model m2 has no validated decision policy", logging.WARNING)
     overridden = live_policy(VALIDATED, DecisionSettings(live_policy="config"))
