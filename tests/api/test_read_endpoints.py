@@ -79,11 +79,11 @@ def test_model_info_has_manifest_and_backtest(client: TestClient, manifest: Mode
     assert backtest["id"] == RUN_ID
     assert backtest["classification"]["accuracy"] == 0.512
     assert backtest["trading"]["total_return"] == 0.042
-    decision = body["decision"]  # a model without a validated policy trades the config's
-    assert decision["source"] == "config (model has no validated policy)"
-    assert decision["validated"] is None
-    assert decision["rule"]["entry_threshold"] == 0.55
-    assert decision["description"].startswith("long at p_up >= 0.55")
+    assert manifest.decision is not None
+    decision = body["decision"]  # `train` validated the policy the API and the bot trade
+    assert decision["source"] == "manifest"
+    assert decision["rule"] == manifest.decision.policy.model_dump(mode="json")
+    assert decision["validated"] == manifest.decision.model_dump(mode="json")
     assert backtest["trading"]["break_even_bps"] is None
 
 

@@ -38,11 +38,14 @@ def _stored(factory: sessionmaker[Session]) -> list[StoredPrediction]:
     return sorted(items, key=lambda row: (row.candle_open_ms, row.id))
 
 
-def _validate(settings: Settings, artifact: ModelArtifact, policy: DecisionPolicy) -> None:
-    """Give the registry model a validated policy, as `cryptopred train` does."""
+def _validate(settings: Settings, artifact: ModelArtifact, policy: DecisionPolicy | None) -> None:
+    """Give the registry model this validated policy (None: none, as models saved before the
+    decision layer)."""
     root = settings.ml.registry_dir
     manifest = read_manifest(root, artifact.model_id)
-    validated = ValidatedPolicy(policy=policy, chosen_by="test", n_candidates=3)
+    validated = None
+    if policy is not None:
+        validated = ValidatedPolicy(policy=policy, chosen_by="test", n_candidates=3)
     updated = manifest.model_copy(update={"decision": validated})
     (root / artifact.model_id / MANIFEST_FILE).write_text(updated.model_dump_json())
 
@@ -151,6 +154,7 @@ def test_bot_trades_the_config_policy_and_warns_once_without_a_validated_policy(
     settings = settings.model_copy(
         update={"decision": settings.decision.model_copy(update={"policy": always_long})}
     )
+    _validate(settings, artifact, None)
     notifier = RecordingNotifier()
     deps = make_deps(settings=settings, notifier=notifier)
     for row in (FIRST, FIRST + 1, FIRST + 2):
