@@ -17,7 +17,14 @@ from api.inference import Scorer, make_scorer
 from core.echo import echo_items
 from core.errors import FeatureMismatchError, ModelNotFoundError
 from core.settings import DecisionSettings
-from ml.decision import LivePolicy, actions_from_flat, live_policy, log_live_policy
+from core.types import Signal
+from ml.decision import (
+    LivePolicy,
+    action_from_flat,
+    actions_from_flat,
+    live_policy,
+    log_live_policy,
+)
 from ml.registry import ModelArtifact, ModelManifest, current_model_id, load_model
 
 logger = logging.getLogger(__name__)
@@ -77,6 +84,10 @@ class LoadedModel:
     ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
         """Side and size the policy takes at each row, from a flat state (no history)."""
         return actions_from_flat(proba_up, self.policy.policy)
+
+    def action_from_flat(self, proba_up: float) -> tuple[Signal, float]:
+        """`actions_from_flat` of one row, without numpy's per-call cost."""
+        return action_from_flat(proba_up, self.policy.policy)
 
 
 def check_feature_names(model: LoadedModel, names: Collection[str], *, where: str = "") -> None:

@@ -258,6 +258,29 @@ def actions_from_flat(
     return side[0].copy(), size[0].copy()
 
 
+def action_from_flat(proba_up: float, policy: DecisionPolicy) -> tuple[Signal, float]:
+    """`actions_from_flat` for one probability, in plain Python (the API's `/predict`).
+
+    From flat with no cooldown pending, one step of the state machine is only the entry
+    rule; numpy costs ~100 us per call on one value, more than the whole compiled prediction.
+    The tests check it against `positions_from_proba` for every policy kind.
+
+    >>> action_from_flat(0.625, DecisionPolicy(sizing="proba", edge_scale=2.0))
+    (1, 0.5)
+    """
+    if policy.stay_flat:
+        return 0, 0.0
+    if proba_up >= policy.entry_threshold:
+        side: Signal = 1
+    elif policy.allow_short and proba_up <= policy.short_entry_threshold:
+        side = -1
+    else:
+        return 0, 0.0
+    if policy.sizing == "fixed":
+        return side, 1.0
+    return side, min(1.0, policy.edge_scale * abs(2 * proba_up - 1))
+
+
 # --------------------------------------------------------------------------- live trading
 def history_bars_needed(policy: DecisionPolicy) -> int:
     """Decisions of history `state_from_history` needs to continue `policy` exactly.

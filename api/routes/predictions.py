@@ -83,11 +83,7 @@ def _prediction(
     """The direction at the model's threshold and, separately, the policy's action: after
     `state` (the position over the history), else from flat."""
     threshold = model.manifest.threshold
-    if state is None:
-        sides, sizes = model.actions_from_flat([proba_up])
-        side, size = int(sides[0]), float(sizes[0])
-    else:
-        side, size = state.side, state.size
+    side, size = model.action_from_flat(proba_up) if state is None else (state.side, state.size)
     return {
         "direction": direction_of(proba_up, threshold),
         "probability_up": proba_up,

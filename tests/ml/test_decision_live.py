@@ -12,6 +12,7 @@ from core.settings import DecisionPolicy, DecisionSettings
 from ml.decision import (
     NO_VALIDATED_POLICY,
     PolicyState,
+    action_from_flat,
     actions_from_flat,
     history_bars_needed,
     live_policy,
@@ -94,11 +95,14 @@ def test_state_from_history_counts_holds_exits_and_flips() -> None:
 
 @pytest.mark.parametrize("policy", POLICIES, ids=range(len(POLICIES)))
 def test_actions_from_flat_are_one_step_of_positions_from_proba(policy: DecisionPolicy) -> None:
-    proba = np.concatenate([np.linspace(0.0, 1.0, 201), [np.nan]])
+    grid = np.linspace(0.0, 1.0, 201)
+    thresholds = [policy.entry_threshold, policy.short_entry_threshold, policy.exit_threshold]
+    proba = np.concatenate([grid, thresholds, np.nextafter(thresholds, 0.0), [np.nan]])
     sides, sizes = actions_from_flat(proba, policy)
     for value, side, size in zip(proba, sides, sizes, strict=True):
         single = positions_from_proba([value], policy)
         assert (side, size) == (single.side[0], single.size[0])
+        assert action_from_flat(float(value), policy) == (single.side[0], single.size[0])
 
 
 def test_live_policy_trades_the_manifest_policy_unless_configured() -> None:
