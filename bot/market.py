@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -13,19 +12,13 @@ import pandas as pd
 
 from bot.deps import BotDeps, tick_time_ms
 from bot.notify import SignalChange
+from bot.position import state_from_rows
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
 from core.timeframes import from_epoch_ms, last_closed_candle_open, timeframe_to_ms, to_epoch_ms
 from core.types import Direction
 from data.schema import index_to_epoch_ms
-from ml.decision import (
-    LivePolicy,
-    PolicyState,
-    history_bars_needed,
-    position_size,
-    positions_from_proba,
-    state_from_history,
-)
+from ml.decision import LivePolicy, PolicyState, history_bars_needed, positions_from_proba
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
@@ -60,7 +53,6 @@ class MarketResult:
     written: int = 0
     resolved: int = 0
     signal_change: SignalChange | None = None
-    policy: LivePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +114,7 @@ def predict_market(
     if not plan.has_targets:
         # Nothing new closed since the last tick. Outcomes are resolved when the next candle
         # closes (a target closes together with a new candle), so an idle poll fetches nothing.
-        return MarketResult(symbol, timeframe, step_ms, policy=policy)
+        return MarketResult(symbol, timeframe, step_ms)
     candles = fetch_closed_candles(
         deps,
         symbol,
@@ -148,7 +140,7 @@ def predict_market(
         )
         resolved = resolve_predictions(session, outcomes)
     change = _signal_change(rows, plan, step_ms) if written else None
-    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change, policy)
+    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
 
 
 def make_plan(
@@ -197,30 +189,6 @@ def make_plan(
     # continues from the previous candle.
     state = state_from_rows(earlier, policy)
     return MarketPlan(artifact.model_id, first_ms, last_closed_ms, state, oldest)
-
-
-def state_from_rows(newest_first: Sequence[StoredPrediction], policy: LivePolicy) -> PolicyState:
-    """The policy state after a market's logged predictions (newest first, as listed).
-
-    One decision per candle (the newest row when two models logged the same candle); rows
-    logged before sizes were recorded get the size `policy` gives their position's entry.
-    """
-    by_candle: dict[int, StoredPrediction] = {}
-    for row in newest_first:
-        by_candle.setdefault(row.candle_open_ms, row)
-    rows = [by_candle[open_ms] for open_ms in sorted(by_candle)]
-    rows = rows[-history_bars_needed(policy.policy) :]
-    sizes: list[float] = []
-    for i, row in enumerate(rows):
-        if row.size is not None:
-            sizes.append(row.size)
-        elif row.signal == 0:
-            sizes.append(0.0)
-        elif i and rows[i - 1].signal == row.signal:
-            sizes.append(sizes[-1])
-        else:
-            sizes.append(float(position_size([row.proba_up], policy.policy)[0]))
-    return state_from_history([row.signal for row in rows], sizes)
 
 
 def first_target_ms(

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from bot.deps import BotDeps
 from bot.job import run_once
-from bot.market import state_from_rows
 from bot.models import ModelCache
+from bot.position import state_from_rows
 from core.settings import DecisionPolicy, Settings
 from ml.decision import ACTIONS, live_policy, positions_from_proba
 from ml.predict import predict_history, required_candles
