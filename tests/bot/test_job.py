@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
