@@ -203,10 +203,10 @@ def _run(
         in_position = side != 0
         held = np.where(in_position, held + 1, 0)
         since = np.where(in_position, since, np.minimum(since + 1, _NEVER))
-        leave = (
-            in_position
-            & (held >= params.min_hold)
-            & np.where(side > 0, leave_long[t], leave_short[t])
+        # A stay-flat policy closes what it inherits (e.g. after a promotion) at once.
+        leave = in_position & (
+            ((held >= params.min_hold) & np.where(side > 0, leave_long[t], leave_short[t]))
+            | ~params.active
         )
         since[leave] = 0
         ready = (side == 0) | leave

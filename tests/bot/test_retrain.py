@@ -51,8 +51,9 @@ def test_is_retrain_due_counts_from_model_and_last_decision(
 
 def _promote_with_auc(deps: BotDeps, artifact: ModelArtifact, roc_auc: float) -> str:
     """Save a copy of the model whose manifest claims `roc_auc` and make it current."""
-    walk_forward = dict(artifact.manifest.walk_forward or {})
-    walk_forward["metrics"] = {**walk_forward.get("metrics", {}), "roc_auc": roc_auc}
+    summary = artifact.manifest.walk_forward
+    assert summary is not None
+    walk_forward = summary.model_copy(update={"metrics": {**summary.metrics, "roc_auc": roc_auc}})
     manifest = artifact.manifest.model_copy(update={"walk_forward": walk_forward})
     model_id = save_model(
         type(artifact)(artifact.estimator, manifest), deps.settings.ml.registry_dir

@@ -59,7 +59,9 @@ def test_cli_train_saves_promotes_and_lists(config_file: Path, candle_csv: Path)
     (manifest,) = list_models(root)
     assert current_model_id(root, "BTC/USDT", "1h") == manifest.model_id
     assert manifest.walk_forward is not None
-    assert len(manifest.walk_forward["folds"]) >= 2
+    assert manifest.walk_forward is not None
+    assert len(manifest.walk_forward.folds) >= 2
+    assert manifest.decision is not None  # train validates and saves the decision policy
     assert set(manifest.feature_ranges) == set(manifest.feature_names)
     listed = runner.invoke(app, ["--config", str(config_file), "models", "list"])
     assert manifest.model_id in listed.output

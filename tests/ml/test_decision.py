@@ -363,3 +363,11 @@ def test_positions_from_proba_matches_a_plain_python_reference(policy):
     sides, sizes = _reference(proba, policy)
     assert out.side.tolist() == sides
     assert out.size.tolist() == pytest.approx(sizes, abs=1e-12)
+
+
+def test_stay_flat_policy_closes_an_inherited_position_at_once():
+    """A model whose validated policy is 'stay flat' must not keep the previous model's long."""
+    held = PolicyState(side=1, size=1.0, bars_held=3)
+    out = positions_from_proba([0.9, 0.9, 0.1], DecisionPolicy(stay_flat=True), state=held)
+    assert out.side.tolist() == [0, 0, 0]
+    assert out.final_state.side == 0
