@@ -135,6 +135,7 @@ def train_command(
     console = Console()
     if models is not None and not select:
         raise ConfigError("--models compares several models: add --select (or use --model)")
+    names = parse_model_names(models or ",".join(settings.backtest.models)) if select else []
     prepared = prepare_candles(
         settings, file=data, symbol=symbol, timeframe=timeframe, offline=offline
     )
@@ -142,7 +143,6 @@ def train_command(
         check_lookahead(prepared.frame, lambda frame: build_features(frame, settings.ml.features))
         console.print("Look-ahead check passed: past features never change when candles are added.")
     if select:
-        names = parse_model_names(models or ",".join(settings.backtest.models))
         _select_command(settings, prepared, names, tune=tune, console=console)
         return
     algorithm: ModelName = model or settings.ml.model.algorithm

@@ -73,3 +73,15 @@ def test_cli_models_promote_unknown_exits_2(config_file: Path) -> None:
     result = runner.invoke(app, ["--config", str(config_file), "models", "promote", "nope"])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def test_cli_train_select_with_an_unknown_model_fails_before_any_candle_is_read(
+    tmp_path: Path,
+) -> None:
+    """A typo in --models is one error line, exit 2, without touching the exchange or files."""
+    config = write_config(tmp_path, exchange={"base_url": "http://127.0.0.1:9"})
+    result = runner.invoke(
+        app, ["--config", str(config), "train", "--models", "logreg,nope", "--select"]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("error: --models: unknown model")
