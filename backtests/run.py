@@ -28,6 +28,8 @@ from backtests.trading import (
 from core.errors import ConfigError, NotEnoughDataError
 from core.settings import Settings
 from core.types import ModelName
+from ml.decision import live_policy
+from ml.registry import read_manifest
 from ml.workflow import config_hash
 
 __all__ = ["BacktestProgress", "BacktestResult", "ModelBacktest", "Segment", "Selection"]
@@ -102,11 +104,9 @@ def run_backtest(
     """
     started = time.perf_counter()
     used = select_candles(candles, settings)
-    if model_id is not None and settings.decision.mode == "auto":
-        # A saved model has no walk-forward folds to choose on: trade its validated policy.
-        settings = settings.model_copy(
-            update={"decision": settings.decision.model_copy(update={"mode": "fixed"})}
-        )
+    if model_id is not None:
+        settings = _saved_model_policy(settings, model_id)
+    _check_horizons(settings)
     models = _score(used, settings, timeframe, algorithms, model_id, progress)
     tested = _tested_candles(used, models)
     extras = strategy_inputs(used, settings)
@@ -244,3 +244,27 @@ def _fold_progress(progress: Progress | None) -> FoldProgress | None:
     return lambda algorithm, done, total: progress(
         BacktestProgress("folds", algorithm, done, total)
     )
+
+
+def _saved_model_policy(settings: Settings, model_id: str) -> Settings:
+    """A saved model has no walk-forward folds to choose on: it trades, as in the bot and the
+    API, its validated policy (or `decision.policy` when `decision.live_policy: config` or the
+    model has none; the policy line of the report shows which)."""
+    manifest = read_manifest(settings.ml.registry_dir, model_id)
+    live = live_policy(manifest.decision, settings.decision)
+    logger.info("Backtest of %s trades the %s policy: %s", model_id, live.source, live.description)
+    decision = settings.decision.model_copy(update={"mode": "fixed", "policy": live.policy})
+    return settings.model_copy(update={"decision": decision})
+
+
+def _check_horizons(settings: Settings) -> None:
+    """Several label horizons share one set of test windows only with rolling/expanding folds.
+
+    Raises:
+        ConfigError: `--horizons` with `walk_forward.mode: holdout`.
+    """
+    if len(settings.backtest.horizons) > 1 and settings.ml.walk_forward.mode == "holdout":
+        raise ConfigError(
+            "--horizons with several horizons needs walk_forward.mode expanding or rolling "
+            "(holdout splits by fractions of each horizon's own rows, so their test periods differ)"
+        )

@@ -11,6 +11,7 @@ import pandas as pd
 
 from backtests.decisions import DecisionOutcome
 from backtests.metrics import buy_and_hold_metrics, trading_metrics
+from backtests.sensitivity import uses_exit_rules
 from core.settings import Settings
 from core.timeframes import timeframe_to_ms
 from ml.overfitting import (
@@ -107,7 +108,9 @@ def selection_stats(
         seed=settings.ml.seed,
     )
     gross = _gross_equity(decision, tested, settings)
-    folds = _fold_decisions(decision, run.equity, gross, buy_and_hold, run.trades)
+    folds = _fold_decisions(
+        decision, run.equity, gross, buy_and_hold, run.trades, initial=settings.strategy.cash
+    )
     days = max(len(run.equity) / bars_per_day, 1e-9)
     stats = SelectionStats(
         deflated=deflated,
@@ -120,6 +123,14 @@ def selection_stats(
         verdict=(),
     )
     lines = verdict_words(stats, run, tested, settings, timeframe=timeframe, mode=decision.mode)
+    if decision.mode == "auto" and all(c.start - c.window_start < 2 for c in decision.choices):
+        lines = (
+            "The auto policy had NO earlier out-of-sample candles to choose on (a single test "
+            "window, e.g. holdout mode): it stayed flat by construction, which says nothing about "
+            "the model; use expanding/rolling walk-forward with several folds, or "
+            "decision.mode: fixed.",
+            *lines,
+        )
     return _with_verdict(stats, lines)
 
 
@@ -137,7 +148,10 @@ def _with_verdict(stats: SelectionStats, lines: tuple[str, ...]) -> SelectionSta
 
 
 def _gross_equity(decision: DecisionOutcome, tested: pd.DataFrame, settings: Settings) -> pd.Series:
-    """Equity of the same targets without fees or slippage (numpy twin)."""
+    """Equity of the same targets without fees or slippage (numpy twin); NaN with stop or
+    take-profit rules, which only backtrader simulates."""
+    if uses_exit_rules(settings.strategy):
+        return pd.Series(np.nan, index=tested.index)
     twin = simulate_signals(
         tested,
         decision.side,
@@ -205,7 +219,7 @@ def verdict_words(
         else "Not significant: the result is compatible with luck once the search is counted."
     )
     lines.append(
-        f"Gross (no costs) {stats.gross_return:+.1%}, net {mine.total_return:+.1%}; "
+        f"Gross (no costs) {_gross_text(stats.gross_return)}, net {mine.total_return:+.1%}; "
         f"{len(run.trades)} trades, {stats.trades_per_day:.2f} per day, "
         f"exposure {mine.exposure:.0%}."
     )
@@ -237,6 +251,10 @@ def _pbo_words(pbo: BacktestOverfitting) -> str:
         f"Probability of backtest overfitting {share:.0%} over {pbo.n_candidates} candidates "
         f"({pbo.n_combinations:,} CSCV splits): {meaning}"
     )
+
+
+def _gross_text(value: float) -> str:
+    return f"{value:+.1%}" if math.isfinite(value) else "n/a (stop rules: backtrader only)"
 
 
 def _finite(value: float) -> float:
@@ -275,6 +293,8 @@ def _fold_decisions(
     gross: pd.Series,
     buy_and_hold: pd.Series,
     trades: pd.DataFrame,
+    *,
+    initial: float,
 ) -> tuple[FoldDecision, ...]:
     out = []
     index = equity.index
@@ -284,7 +304,8 @@ def _fold_decisions(
         first, last = choice.start, choice.stop - 1
 
         def change(series: pd.Series, first: int = first, last: int = last) -> float:
-            before = series.iloc[first - 1] if first > 0 else series.iloc[0]
+            # every curve starts from the initial cash (the first value already includes candle 0)
+            before = series.iloc[first - 1] if first > 0 else initial
             return float(series.iloc[last] / before - 1)
 
         entered = trades["entry_time"].between(index[first], index[last])

@@ -392,6 +392,17 @@ class PolicyGridSettings(_Section):
         for name in type(self).model_fields:
             if not getattr(self, name):
                 raise ValueError(f"{name} must list at least one value")
+        usable = any(
+            exit_ <= entry and not (short and 1 - entry >= entry)
+            for entry in self.entry_threshold
+            for exit_ in self.exit_threshold
+            for short in self.allow_short
+        )
+        if not usable:
+            raise ValueError(
+                "no usable policy: every exit_threshold is above its entry_threshold (or a short "
+                "grid has entries <= 0.5, which mirror onto themselves)"
+            )
         return self
 
 

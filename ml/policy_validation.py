@@ -8,13 +8,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from core.settings import Settings
+from core.settings import DecisionSettings, Settings
 from ml.overfitting import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
     sharpe_ratios,
 )
-from ml.policy_search import FoldChoice, PolicySearch, describe_policy, search_policies
+from ml.policy_search import (
+    FoldChoice,
+    PolicySearch,
+    candidate_returns,
+    chosen_path,
+    describe_policy,
+    search_policies,
+)
 from ml.registry import ValidatedPolicy
 
 logger = logging.getLogger(__name__)
@@ -69,7 +76,14 @@ def validate_policy(
     forward = search.choices[-1]
     nested = search.choices[:-1]
     policy = search.policies[forward.candidate]
-    evidence = _nested_evidence(search, nested, prices)
+    evidence = _nested_evidence(
+        search,
+        nested,
+        prices,
+        cfg=cfg,
+        position_fraction=settings.strategy.position_fraction,
+        cost_per_side=settings.strategy.fee_rate + settings.strategy.slippage_bps * _BPS,
+    )
     validated = ValidatedPolicy(
         policy=policy,
         chosen_by=f"nested rule ({cfg.objective}, >= {cfg.min_trades} trades, deflated t) on "
@@ -82,24 +96,36 @@ def validate_policy(
 
 
 def _nested_evidence(
-    search: PolicySearch, nested: Sequence[FoldChoice], prices: pd.DataFrame
+    search: PolicySearch,
+    nested: Sequence[FoldChoice],
+    prices: pd.DataFrame,
+    *,
+    cfg: DecisionSettings,
+    position_fraction: float,
+    cost_per_side: float,
 ) -> dict[str, float | None]:
-    """Net return of the nested path (return model), buy-and-hold, its DSR and the PBO."""
-    log_net = np.zeros(len(prices))
-    for choice in nested:
-        rows = slice(choice.start, choice.stop)
-        log_net[rows] = search.returns.log_net[rows, choice.candidate]
+    """Net return of the traded nested path (return model, switching costs included),
+    buy-and-hold, its DSR and the PBO of the candidates."""
+    side, size = chosen_path(search.side, search.size, nested)
+    close = prices["close"].to_numpy("float64")
+    path = candidate_returns(
+        side[:, None],
+        size[:, None],
+        open_=prices["open"].to_numpy("float64"),
+        close=close,
+        position_fraction=position_fraction,
+        cost_per_side=cost_per_side,
+    )
+    log_net = path.log_net[:, 0]
     simple = np.expm1(search.returns.log_net)
     sharpes = sharpe_ratios(simple)
+    variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
     deflated = deflated_sharpe_ratio(
-        np.expm1(log_net),
-        n_trials=search.n_candidates,
-        sharpe_variance=float(np.var(sharpes, ddof=1)),
+        np.expm1(log_net), n_trials=search.n_candidates, sharpe_variance=variance
     )
     pbo = None
-    if len(simple) >= 64:
-        pbo = probability_of_backtest_overfitting(simple, n_blocks=16).probability
-    close = prices["close"].to_numpy("float64")
+    if search.n_candidates > 1 and len(simple) >= 4 * cfg.pbo_blocks:
+        pbo = probability_of_backtest_overfitting(simple, n_blocks=cfg.pbo_blocks).probability
     return {
         "nested_net_return": float(np.expm1(log_net.sum())),
         "nested_buy_and_hold_return": float(close[-1] / close[0] - 1),

@@ -13,12 +13,12 @@ import pytest
 from backtests.run import BacktestProgress, BacktestResult, run_backtest, select_candles
 from backtests.sensitivity import engine_gap, fee_sensitivity
 from core.errors import ConfigError, NotEnoughDataError
-from core.settings import Settings
+from core.settings import DecisionPolicy, Settings
 from ml.dataset import make_dataset
 from ml.decision import positions_from_proba
 from ml.policy_search import policy_grid
 from ml.predict import predict_history
-from ml.registry import load_model
+from ml.registry import ModelArtifact, ValidatedPolicy, load_model, read_manifest, save_model
 from ml.walk_forward import walk_forward_splits
 from ml.workflow import train_model
 from strategy.vectorized import simulate_signals
@@ -358,3 +358,61 @@ def test_run_backtest_saved_model_trades_a_fixed_policy(
     )
     assert result.settings.decision.mode == "fixed"
     assert result.models[0].decision.mode == "fixed"
+
+
+def test_run_backtest_saved_model_trades_the_policy_saved_with_it(
+    saved_model: tuple[Settings, pd.DataFrame, str],
+) -> None:
+    """As in the bot and the API: the manifest's validated policy, not decision.policy."""
+    settings, candles, model_id = saved_model
+    root = settings.ml.registry_dir
+    manifest = read_manifest(root, model_id)
+    odd = DecisionPolicy(entry_threshold=0.51, exit_threshold=0.42, min_hold_bars=7)
+    validated = ValidatedPolicy(policy=odd, chosen_by="test", n_candidates=1)
+    artifact = load_model(root, model_id)
+    copy_id = save_model(
+        ModelArtifact(artifact.estimator, manifest.model_copy(update={"decision": validated})),
+        root,
+    )
+    result = run_backtest(
+        candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=[], model_id=copy_id
+    )
+    assert result.models[0].decision.candidates[0].policy == odd
+    configured = settings.model_copy(
+        update={"decision": settings.decision.model_copy(update={"live_policy": "config"})}
+    )
+    result = run_backtest(
+        candles, configured, symbol="BTC/USDT", timeframe="1h", algorithms=[], model_id=copy_id
+    )
+    assert result.models[0].decision.candidates[0].policy == settings.decision.policy
+
+
+def test_run_backtest_refuses_several_horizons_in_holdout_mode(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(
+        tmp_path, ml={"walk_forward": {"mode": "holdout"}}, backtest={"horizons": [1, 4]}
+    )
+    with pytest.raises(ConfigError, match="holdout"):
+        run_backtest(bt_candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"])
+
+
+def test_auto_mode_with_a_single_test_window_says_it_had_nothing_to_choose_on(
+    bt_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = small_settings(tmp_path, ml={"walk_forward": {"mode": "holdout"}})
+    result = run_backtest(
+        bt_candles, settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
+    )
+    assert "NO earlier out-of-sample candles" in result.selection.stats.verdict[0]
+
+
+def test_fold_returns_compound_to_the_whole_period(bt_result: BacktestResult) -> None:
+    """Each fold is measured from the equity before its first candle (the cash for fold 1)."""
+    stats = bt_result.selection.stats
+    for field, total in (
+        ("net_return", bt_result.selection.trading.total_return),
+        ("buy_and_hold_return", bt_result.buy_and_hold.total_return),
+    ):
+        compounded = np.prod([1 + getattr(f, field) for f in stats.folds]) - 1
+        assert compounded == pytest.approx(total, rel=1e-9, abs=1e-12), field

@@ -102,3 +102,14 @@ def test_decision_defaults_are_auto_with_the_old_fixed_rule_as_policy() -> None:
     assert (policy.entry_threshold, policy.exit_threshold) == (0.55, 0.50)
     assert (policy.min_hold_bars, policy.cooldown_bars, policy.sizing) == (0, 0, "fixed")
     assert not policy.allow_short and not policy.stay_flat
+
+
+def test_a_grid_without_any_usable_policy_is_refused() -> None:
+    with pytest.raises(ValidationError, match="no usable policy"):
+        DecisionSettings.model_validate(
+            {"grid": {"entry_threshold": [0.5], "exit_threshold": [0.45], "allow_short": [True]}}
+        )
+    with pytest.raises(ValidationError, match="no usable policy"):
+        DecisionSettings.model_validate(
+            {"grid": {"entry_threshold": [0.52], "exit_threshold": [0.55]}}
+        )
