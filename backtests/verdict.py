@@ -22,6 +22,7 @@ from ml.overfitting import (
     probability_of_backtest_overfitting,
     sharpe_difference,
     sharpe_ratio,
+    trial_sharpe_variance,
 )
 from strategy.runner import StrategyRun
 from strategy.vectorized import simulate_signals
@@ -93,7 +94,7 @@ def selection_stats(
     deflated = deflated_sharpe_ratio(
         returns.to_numpy(),
         n_trials=decision.n_trials,
-        sharpe_variance=float(np.var(sharpes, ddof=1)) if decision.n_trials > 1 else 0.0,
+        sharpe_variance=trial_sharpe_variance(candidate_simple),
     )
     blocks = settings.decision.pbo_blocks
     overfitting = None

@@ -459,3 +459,19 @@ def sharpe_difference(
         n_resamples=int(n_resamples),
         block_bars=int(block_bars),
     )
+
+
+def trial_sharpe_variance(returns: npt.ArrayLike) -> float:
+    """V of the Deflated Sharpe Ratio: the variance of the per-period Sharpe ratios of the
+    candidates that took any risk (columns with returns that vary). Candidates that never
+    traded (and duplicates of "stay flat") all sit at exactly 0 and would shrink V, and so the
+    luck benchmark SR0, making the deflation too lenient; they still count in N.
+
+    >>> round(trial_sharpe_variance(np.array([[0.0, 0.01, -0.01], [0.0, 0.02, 0.01],
+    ...                                        [0.0, 0.0, 0.02]])), 4)
+    0.1588
+    """
+    matrix = np.asarray(returns, dtype=np.float64)
+    traded = matrix.std(axis=0) > 0
+    sharpes = sharpe_ratios(matrix[:, traded]) if traded.any() else np.zeros(0)
+    return float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0

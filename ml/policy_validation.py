@@ -12,7 +12,7 @@ from core.settings import DecisionSettings, Settings
 from ml.overfitting import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
-    sharpe_ratios,
+    trial_sharpe_variance,
 )
 from ml.policy_search import (
     FoldChoice,
@@ -118,8 +118,7 @@ def _nested_evidence(
     )
     log_net = path.log_net[:, 0]
     simple = np.expm1(search.returns.log_net)
-    sharpes = sharpe_ratios(simple)
-    variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    variance = trial_sharpe_variance(simple)
     deflated = deflated_sharpe_ratio(
         np.expm1(log_net), n_trials=search.n_candidates, sharpe_variance=variance
     )
