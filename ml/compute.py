@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 
 LOCAL_CLUSTER = "local-cluster"
 CONNECT_TIMEOUT = "10s"
@@ -41,12 +42,52 @@ def map_tasks(
     """
     if compute.backend == "dask" and len(items) > 0:
         with dask_client(compute) as client:
-            return _collect(_dask_results(client, func, items), on_result)
-    if compute.n_jobs == 1 or len(items) <= 1:
-        return _collect((func(item) for item in items), on_result)
-    logger.debug("Running %d tasks with joblib n_jobs=%d", len(items), compute.n_jobs)
+            return _collect(_dask_results(client, func, [list(items)]), on_result)
+    return _collect(_local_results(func, [items], compute), on_result)
+
+
+def map_shared(
+    func: Callable[[S, T], R],
+    shared: S,
+    items: Sequence[T],
+    compute: ComputeSettings,
+    *,
+    on_result: Callable[[R], None] | None = None,
+) -> list[R]:
+    """`map_tasks` for tasks that all read one large value: returns `[func(shared, item), ...]`.
+
+    The items stay small (positions, settings) and `shared` is sent once, not once per task:
+    the Dask backend scatters it to every worker (`client.scatter(..., broadcast=True)`) and
+    the tasks carry its future; joblib's worker processes receive it with each batch, its
+    numpy arrays above 1 MB memory-mapped once to a temporary file (joblib's `max_nbytes`)
+    rather than copied per task. Sequentially it is simply the same object for every call.
+
+    >>> from core.settings import ComputeSettings
+    >>> map_shared(pow, 2, [1, 3], ComputeSettings())
+    [2, 8]
+    """
+    if compute.backend == "dask" and len(items) > 0:
+        with dask_client(compute) as client:
+            [future] = client.scatter([shared], broadcast=True, hash=False)
+            try:
+                repeated = [future] * len(items)
+                return _collect(_dask_results(client, func, [repeated, list(items)]), on_result)
+            finally:
+                client.cancel([future])
+    return _collect(_local_results(func, [[shared] * len(items), items], compute), on_result)
+
+
+def _local_results(
+    func: Callable[..., R], columns: Sequence[Sequence[Any]], compute: ComputeSettings
+) -> Iterator[R]:
+    """`func(*args)` for each row of `columns`, in order: sequential or joblib workers."""
+    n_items = len(columns[-1])
+    calls = zip(*columns, strict=True)
+    if compute.n_jobs == 1 or n_items <= 1:
+        return (func(*args) for args in calls)
+    logger.debug("Running %d tasks with joblib n_jobs=%d", n_items, compute.n_jobs)
     parallel = Parallel(n_jobs=compute.n_jobs, return_as="generator")
-    return _collect(parallel(delayed(func)(item) for item in items), on_result)
+    return iter(parallel(delayed(func)(*args) for args in calls))
 
 
 def _collect(results: Iterable[R], on_result: Callable[[R], None] | None) -> list[R]:
@@ -58,8 +99,8 @@ def _collect(results: Iterable[R], on_result: Callable[[R], None] | None) -> lis
     return out
 
 
-def _dask_results(client: Any, func: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-    futures = client.map(func, list(items), pure=False)
+def _dask_results(client: Any, func: Callable[..., R], columns: Sequence[list[Any]]) -> Iterator[R]:
+    futures = client.map(func, *columns, pure=False)
     try:
         for future in futures:
             yield future.result()

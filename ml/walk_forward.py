@@ -15,7 +15,7 @@ import pandas as pd
 from core.errors import ConfigError, DataValidationError, NotEnoughDataError
 from core.settings import ComputeSettings, MLSettings, WalkForwardSettings
 from core.types import ModelName
-from ml.compute import map_tasks
+from ml.compute import map_shared
 from ml.dataset import Dataset
 from ml.evaluation import (
     Baselines,
@@ -158,20 +158,55 @@ class WalkForwardResult:
     fit_seconds: float
 
 
+Ranges = npt.NDArray[np.int64]  # shape (k, 2): half-open [start, stop) row ranges
+
+
+def _as_ranges(rows: Positions) -> Ranges:
+    """Increasing row positions as runs of consecutive rows: O(holes), not O(rows).
+
+    >>> _as_ranges(np.array([0, 1, 2, 5, 6, 9])).tolist()
+    [[0, 3], [5, 7], [9, 10]]
+    """
+    if len(rows) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate(([0], breaks))]
+    stops = rows[np.concatenate((breaks - 1, [len(rows) - 1]))] + 1
+    return np.column_stack((starts, stops)).astype(np.int64)
+
+
+def _positions(ranges: Ranges) -> Positions:
+    """The row positions of `_as_ranges` back, in order."""
+    if len(ranges) == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate([np.arange(start, stop, dtype=np.int64) for start, stop in ranges])
+
+
+@dataclass(frozen=True, slots=True)
+class _FoldData:
+    """The one copy of the dataset every fold reads (scattered once to Dask workers)."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    info: pd.DataFrame  # y_true, forward_return, trainable: the per-row test columns
+    trainable: npt.NDArray[np.bool_]
+
+
 @dataclass(frozen=True, slots=True)
 class _FoldTask:
-    """Everything one fold needs, as picklable values (joblib/Dask workers)."""
+    """One fold as small picklable values: settings and row ranges into the shared `_FoldData`.
+
+    Holding ranges instead of frames keeps the tasks' memory linear in the candles: a fold's
+    frames exist only while `_run_fold` runs it.
+    """
 
     number: int
     algorithm: ModelName
     ml: MLSettings
     tune: bool
-    X_fit: pd.DataFrame
-    y_fit: pd.Series
-    X_val: pd.DataFrame
-    y_val: pd.Series
-    test: pd.DataFrame  # X columns of the test rows
-    test_info: pd.DataFrame  # y_true, forward_return, trainable
+    train: Ranges  # fit rows before dropping dead-band rows
+    validation: Ranges
+    test: Ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,41 +218,47 @@ class _FoldOutput:
     train_majority: int
 
 
-def _run_fold(task: _FoldTask) -> _FoldOutput:
-    """Fit one fold on its trainable rows and predict every row of its test window."""
+def _run_fold(data: _FoldData, task: _FoldTask) -> _FoldOutput:
+    """Slice one fold out of `data`, fit it on its trainable rows, predict its test window."""
+    fit_rows, val_rows = _positions(task.train), _positions(task.validation)
+    fit_rows = fit_rows[data.trainable[fit_rows]]
+    val_rows = val_rows[data.trainable[val_rows]]
+    test_rows = _positions(task.test)
+    X_fit, y_fit = data.X.iloc[fit_rows], data.y.iloc[fit_rows]
+    X_val, X_test = data.X.iloc[val_rows], data.X.iloc[test_rows]
     fitted = fit_window(
-        task.X_fit,
-        task.y_fit,
-        task.X_val,
-        task.y_val,
+        X_fit,
+        y_fit,
+        X_val,
+        data.y.iloc[val_rows],
         task.ml,
         algorithm=task.algorithm,
         tune=task.tune,
         what=f"fold {task.number}",
     )
-    proba_up = fitted.estimator.predict_proba(task.test)[:, 1]
-    predictions = task.test_info.assign(fold=task.number, proba_up=proba_up)
+    proba_up = fitted.estimator.predict_proba(X_test)[:, 1]
+    predictions = data.info.iloc[test_rows].assign(fold=task.number, proba_up=proba_up)
     predictions["threshold"] = fitted.threshold
     predictions = predictions[
         ["fold", "proba_up", "y_true", "forward_return", "trainable", "threshold"]
     ]
-    val_index = task.X_val.index
+    val_index = X_val.index
     result = FoldResult(
         number=task.number,
-        train_start=task.X_fit.index[0],
-        train_end=task.X_fit.index[-1],
+        train_start=X_fit.index[0],
+        train_end=X_fit.index[-1],
         validation_start=val_index[0] if len(val_index) else None,
         validation_end=val_index[-1] if len(val_index) else None,
-        test_start=task.test.index[0],
-        test_end=task.test.index[-1],
-        n_train=len(task.X_fit),
-        n_test=len(task.test),
+        test_start=X_test.index[0],
+        test_end=X_test.index[-1],
+        n_train=len(X_fit),
+        n_test=len(X_test),
         metrics=classification_metrics(predictions["y_true"], proba_up, threshold=fitted.threshold),
         best_params=fitted.best_params,
         threshold=fitted.threshold,
         fit_seconds=fitted.fit_seconds,
     )
-    majority = int(np.asarray(task.y_fit).mean() >= 0.5)
+    majority = int(np.asarray(y_fit).mean() >= 0.5)
     return _FoldOutput(
         result, predictions, fitted.native_importance, fitted.permutation_importance, majority
     )
@@ -243,10 +284,7 @@ def _validated(dataset: Dataset) -> None:
         raise DataValidationError("labels must be 0 (DOWN) or 1 (UP); rebuild the dataset")
 
 
-def _make_tasks(
-    dataset: Dataset, folds: list[Fold], ml: MLSettings, algorithm: ModelName, tune: bool
-) -> list[_FoldTask]:
-    trainable = dataset.trainable.to_numpy(dtype=bool)
+def _fold_data(dataset: Dataset) -> _FoldData:
     info = pd.DataFrame(
         {
             "y_true": dataset.y.astype(np.int64),
@@ -255,25 +293,25 @@ def _make_tasks(
         },
         index=dataset.X.index,
     )
-    tasks = []
-    for fold in folds:
-        fit_rows, val_rows = fold.train[trainable[fold.train]], fold.validation
-        val_rows = val_rows[trainable[val_rows]]
-        tasks.append(
-            _FoldTask(
-                number=fold.number,
-                algorithm=algorithm,
-                ml=ml,
-                tune=tune,
-                X_fit=dataset.X.iloc[fit_rows],
-                y_fit=dataset.y.iloc[fit_rows],
-                X_val=dataset.X.iloc[val_rows],
-                y_val=dataset.y.iloc[val_rows],
-                test=dataset.X.iloc[fold.test],
-                test_info=info.iloc[fold.test],
-            )
+    trainable = dataset.trainable.to_numpy(dtype=bool)
+    return _FoldData(X=dataset.X, y=dataset.y, info=info, trainable=trainable)
+
+
+def _make_tasks(
+    folds: list[Fold], ml: MLSettings, algorithm: ModelName, tune: bool
+) -> list[_FoldTask]:
+    return [
+        _FoldTask(
+            number=fold.number,
+            algorithm=algorithm,
+            ml=ml,
+            tune=tune,
+            train=_as_ranges(fold.train),
+            validation=_as_ranges(fold.validation),
+            test=_as_ranges(fold.test),
         )
-    return tasks
+        for fold in folds
+    ]
 
 
 def _bars_per_day(index: pd.Index) -> int:
@@ -348,14 +386,16 @@ def run_walk_forward(
     _validated(dataset)
     horizon = ml.labels.horizon_bars
     folds = walk_forward_splits(len(dataset.X), ml.walk_forward, horizon_bars=horizon)
-    tasks = _make_tasks(dataset, folds, ml, algorithm, ml.tuning.enabled if tune is None else tune)
+    tasks = _make_tasks(folds, ml, algorithm, ml.tuning.enabled if tune is None else tune)
+    del folds  # the tasks' row ranges replace the folds' position arrays
 
     def on_result(output: _FoldOutput) -> None:
-        _log_fold(output, len(folds))
+        _log_fold(output, len(tasks))
         if progress is not None:
             progress(output.result)
 
-    outputs = map_tasks(_run_fold, tasks, compute, on_result=on_result)
+    data = _fold_data(dataset)
+    outputs = map_shared(_run_fold, data, tasks, compute, on_result=on_result)
     predictions = pd.concat([out.predictions for out in outputs])
     predictions.index.name = "timestamp"
     y_true, proba = predictions["y_true"], predictions["proba_up"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import pickle
+from dataclasses import fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,8 +15,9 @@ from sklearn.preprocessing import StandardScaler
 
 from core.errors import ConfigError, DataValidationError, NotEnoughDataError
 from core.settings import ComputeSettings, MLSettings, WalkForwardSettings
-from ml import estimators
+from ml import estimators, walk_forward
 from ml.dataset import Dataset
+from ml.training import fit_window
 from ml.walk_forward import Fold, FoldResult, run_walk_forward, walk_forward_splits
 from tests.conftest import log_has
 from tests.factories import make_settings
@@ -358,3 +361,55 @@ def test_run_walk_forward_holdout_mode_scores_the_last_15_percent() -> None:
     assert fold.n_test == 1000 - 850 - 1
     assert fold.validation_start == dataset.X.index[700]
     assert result.predictions.index[0] == dataset.X.index[851]
+
+
+# ----------------------------------------------------------------------------- linear memory
+def test_fold_ranges_round_trip_any_increasing_positions() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        rows = np.flatnonzero(rng.random(300) < rng.random())
+        ranges = walk_forward._as_ranges(rows)
+        assert ranges.shape == (len(ranges), 2)
+        np.testing.assert_array_equal(walk_forward._positions(ranges), rows)
+
+
+def test_fold_tasks_hold_row_ranges_not_frames() -> None:
+    """Expanding folds: a task's pickle does not grow with its training window (issue 13)."""
+    dataset = make_hand_dataset(n=6000)
+    ml = small_ml(step_bars=100, embargo_bars=3)
+    folds = walk_forward_splits(len(dataset.X), ml.walk_forward, horizon_bars=1)
+    tasks = walk_forward._make_tasks(folds, ml, "logreg", False)
+    assert len(tasks) > 50
+    for task in tasks:
+        assert not any(
+            isinstance(getattr(task, f.name), pd.DataFrame | pd.Series) for f in fields(task)
+        )
+    first, last = (len(pickle.dumps(task)) for task in (tasks[0], tasks[-1]))
+    assert len(folds[-1].train) > 10 * len(folds[0].train)
+    # one extra [start, stop) pair per embargo hole; frames would add 48 bytes per training row
+    assert last - first < 16 * len(tasks) + 200
+    assert last < dataset.X.iloc[:1000].memory_usage().sum()
+
+
+def test_run_walk_forward_last_fold_equals_a_direct_fit_of_its_rows() -> None:
+    dataset = make_hand_dataset(phi=0.2, deadband=0.004)
+    ml = small_ml(embargo_bars=2)
+    result = run_walk_forward(dataset, ml, algorithm="logreg", compute=ComputeSettings())
+    fold = walk_forward_splits(len(dataset.X), ml.walk_forward, horizon_bars=1)[-1]
+    trainable = dataset.trainable.to_numpy()
+    fit_rows, val_rows = fold.train[trainable[fold.train]], fold.validation
+    val_rows = val_rows[trainable[val_rows]]
+    fitted = fit_window(
+        dataset.X.iloc[fit_rows],
+        dataset.y.iloc[fit_rows],
+        dataset.X.iloc[val_rows],
+        dataset.y.iloc[val_rows],
+        ml,
+        algorithm="logreg",
+        tune=False,
+    )
+    expected = fitted.estimator.predict_proba(dataset.X.iloc[fold.test])[:, 1]
+    last = result.predictions[result.predictions["fold"] == fold.number]
+    np.testing.assert_array_equal(last["proba_up"].to_numpy(), expected)
+    assert last.index.equals(dataset.X.index[fold.test])
+    assert result.folds[-1].n_train == len(fit_rows)
