@@ -32,7 +32,7 @@ from core.errors import ConfigError
 from core.settings import BacktestSettings, Settings, require_settings
 from core.types import MODEL_NAMES, ModelName
 from data.candles import prepare_candles
-from ml.cli import fold_progress
+from ml.cli import fold_progress, parse_model_names
 from ml.registry import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ _CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
 def parse_models(text: str) -> tuple[ModelName, ...]:
-    """Comma-separated model names, checked against the allowed list.
+    """Comma-separated model names, checked against the allowed list (`ml.cli.parse_model_names`).
 
     >>> parse_models("lightgbm, logreg")
     ('lightgbm', 'logreg')
@@ -49,14 +49,7 @@ def parse_models(text: str) -> tuple[ModelName, ...]:
     Raises:
         ConfigError: an unknown name (the message lists the allowed ones).
     """
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in MODEL_NAMES]
-    if unknown or not names:
-        raise ConfigError(
-            f"unknown model name(s) {unknown or [text]} in --models; "
-            f"allowed: {', '.join(MODEL_NAMES)}"
-        )
-    return tuple(dict.fromkeys(names))  # type: ignore[arg-type]  # checked just above
+    return tuple(parse_model_names(text))
 
 
 def with_overrides(
