@@ -169,10 +169,7 @@ def trade_model(
     frame = strategy_frame(tested, extras)
     costs = settings.strategy
     side, size = decision.side, decision.size
-    run = run_strategy(frame, timeframe=timeframe, side=side, size=size, strategy=costs)
-    trading = trading_metrics(
-        run.trades, run.equity, tested, timeframe=timeframe, fees_paid=run.fees_paid
-    )
+    run, trading, gap = _trade_path(frame, tested, decision, settings, timeframe)
     _report(progress, stream.name, 1, steps)
     fees = fee_sensitivity(
         frame,
@@ -182,7 +179,6 @@ def trade_model(
         strategy=costs,
         fee_bps=settings.backtest.fee_sensitivity_bps,
     )
-    gap = engine_gap(frame, float(run.equity.iloc[-1]), side=side, size=size, strategy=costs)
     _report(progress, stream.name, 2, steps)
     predictions = _tested_predictions(scored, stream, decision)
     segments = _segments(scored, run, tested, predictions, timeframe, cash=costs.cash)
@@ -241,23 +237,27 @@ def trade_selection(
         ]
         decision = decide(tested, streams, windows, settings)
         frame = strategy_frame(tested, extras)
-        costs = settings.strategy
-        run = run_strategy(
-            frame, timeframe=timeframe, side=decision.side, size=decision.size, strategy=costs
-        )
-        trading = trading_metrics(
-            run.trades, run.equity, tested, timeframe=timeframe, fees_paid=run.fees_paid
-        )
-        gap = engine_gap(
-            frame,
-            float(run.equity.iloc[-1]),
-            side=decision.side,
-            size=decision.size,
-            strategy=costs,
-        )
+        run, trading, gap = _trade_path(frame, tested, decision, settings, timeframe)
         source = "all models and horizons"
     stats = selection_stats(decision, run, tested, buy_and_hold, settings, timeframe=timeframe)
     return Selection(source, decision, run, trading, gap, stats)
+
+
+def _trade_path(
+    frame: pd.DataFrame,
+    tested: pd.DataFrame,
+    decision: DecisionOutcome,
+    settings: Settings,
+    timeframe: str,
+) -> tuple[StrategyRun, TradingMetrics, float]:
+    """backtrader over a decision path, its trading metrics and the numpy-twin check."""
+    side, size, costs = decision.side, decision.size, settings.strategy
+    run = run_strategy(frame, timeframe=timeframe, side=side, size=size, strategy=costs)
+    trading = trading_metrics(
+        run.trades, run.equity, tested, timeframe=timeframe, fees_paid=run.fees_paid
+    )
+    gap = engine_gap(frame, float(run.equity.iloc[-1]), side=side, size=size, strategy=costs)
+    return run, trading, gap
 
 
 def strategy_frame(tested: pd.DataFrame, extras: pd.DataFrame) -> pd.DataFrame:

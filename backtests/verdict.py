@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from ml.overfitting import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
     sharpe_difference,
-    sharpe_ratio,
+    sharpe_ratios,
     trial_sharpe_variance,
 )
 from strategy.runner import StrategyRun
@@ -90,7 +90,7 @@ def selection_stats(
     returns = run.equity.pct_change().fillna(run.equity.iloc[0] / settings.strategy.cash - 1)
     bh_returns = buy_and_hold.pct_change().fillna(0.0)
     candidate_simple = np.expm1(decision.returns.log_net)
-    sharpes = np.array([sharpe_ratio(candidate_simple[:, i]) for i in range(decision.n_trials)])
+    sharpes = sharpe_ratios(candidate_simple)
     deflated = deflated_sharpe_ratio(
         returns.to_numpy(),
         n_trials=decision.n_trials,
@@ -136,16 +136,7 @@ def selection_stats(
 
 
 def _with_verdict(stats: SelectionStats, lines: tuple[str, ...]) -> SelectionStats:
-    return SelectionStats(
-        stats.deflated,
-        stats.overfitting,
-        stats.sharpe_vs_buy_and_hold,
-        stats.folds,
-        stats.hindsight,
-        stats.gross_return,
-        stats.trades_per_day,
-        lines,
-    )
+    return replace(stats, verdict=lines)
 
 
 def _gross_equity(decision: DecisionOutcome, tested: pd.DataFrame, settings: Settings) -> pd.Series:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from benchmarks.backtest_cli import _config  # the same throw-away config
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = """
@@ -68,19 +69,6 @@ def write_candles(path: Path, n: int, timeframe: str, seed: int) -> None:
     )
     frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
     frame.to_csv(path, index=False, float_format="%.6f")
-
-
-def _config(root: Path) -> Path:
-    config = {
-        "ml": {"registry_dir": str(root / "models")},
-        "data": {"cache_dir": str(root / "cache")},
-        "backtest": {"reports_dir": str(root / "reports")},
-        "storage": {"db_url": f"sqlite:///{root / 'cryptopred.db'}"},
-        "logging": {"level": "WARNING"},
-    }
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
 
 
 def measure(n: int, args: argparse.Namespace) -> tuple[float, float]:
