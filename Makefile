@@ -35,8 +35,8 @@ test: dev
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core data storage ml strategy backtests bot api cli
-	$(BIN)/mypy --strict --follow-imports=silent core storage api bot
+	$(BIN)/mypy core data storage ml serving strategy backtests bot api cli
+	$(BIN)/mypy --strict --follow-imports=silent core storage serving api bot
 	$(BIN)/hadolint Dockerfile
 
 pytest: dev

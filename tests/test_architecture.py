@@ -6,16 +6,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-INTERNAL = {"core", "data", "storage", "ml", "strategy", "backtests", "bot", "api", "cli"}
+INTERNAL = {"core", "data", "storage", "ml", "serving", "strategy", "backtests", "bot", "api", "cli"}
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},
     "storage": {"core", "storage"},
     "ml": {"core", "data", "ml"},
+    "serving": {"core", "data", "ml", "storage", "serving"},
     "strategy": {"core", "data", "ml", "strategy"},
     "backtests": {"core", "data", "ml", "strategy", "storage", "backtests"},
-    "bot": {"core", "data", "ml", "storage", "bot"},
-    "api": {"core", "data", "ml", "storage", "api"},
+    "bot": {"core", "data", "ml", "storage", "serving", "bot"},
+    "api": {"core", "data", "ml", "storage", "serving", "api"},
     "cli": INTERNAL,
 }
 ONLY_IN = {"sqlalchemy": {"storage"}, "ccxt": {"data"}, "backtrader": {"strategy", "backtests"}}
