@@ -23,10 +23,10 @@ from api.limits import (
     RateLimitMiddleware,
     parse_rate_limit,
 )
-from api.models import ModelStore
 from api.routes import backtests, health, history, models, pages, predictions
 from core.logging import setup_logging
 from core.settings import Settings, load_settings
+from serving.models import POINTER_RECHECK_SECONDS, ModelCache
 from storage.db import init_db, make_engine, make_session_factory
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.models = ModelStore(
-        registry_dir=Path(settings.ml.registry_dir),
+    app.state.models = ModelCache(
+        Path(settings.ml.registry_dir),
         known_pairs=known_pairs(settings),
         decision=settings.decision,
+        recheck_seconds=POINTER_RECHECK_SECONDS,
+        compile_scorer=True,
     )
     app.state.templates = pages.make_templates()
     _install_middleware(app, settings)

@@ -24,9 +24,9 @@ import pyarrow as pa
 from fastapi import HTTPException
 
 from api.inputs import Matrix, check_finite, check_row_count
-from api.models import LoadedModel, check_feature_names
 from core.echo import clip_text, echo_items, echo_value
 from core.errors import DataValidationError
+from serving.models import ServedModel, check_feature_names
 
 RECORD_BATCH_HEADER = 3
 """`MessageHeader` union tag of a `RecordBatch` (Arrow `format/Message.fbs`)."""
@@ -46,7 +46,7 @@ class BatchExtent:
     decoded_bytes: int
 
 
-def rows_from_arrow(body: bytes, model: LoadedModel, *, max_rows: int, max_bytes: int) -> Matrix:
+def rows_from_arrow(body: bytes, model: ServedModel, *, max_rows: int, max_bytes: int) -> Matrix:
     """A (n, n_features) matrix from an Arrow IPC stream with one numeric column per feature.
 
     Raises:
@@ -113,7 +113,7 @@ def _read_schema(message: pa.ipc.Message | None) -> pa.Schema:
         raise _not_arrow(e) from e
 
 
-def _check_columns(schema: pa.Schema, model: LoadedModel) -> None:
+def _check_columns(schema: pa.Schema, model: ServedModel) -> None:
     names = schema.names
     if len(set(names)) != len(names):
         raise DataValidationError(f"Arrow columns must be unique, got {echo_items(sorted(names))}")

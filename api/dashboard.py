@@ -12,7 +12,6 @@ import pandas as pd
 
 from api.charts import accuracy_figure, figure_html, importance_figure, probability_figure
 from api.deps import Pair
-from api.models import LoadedModel, ModelStore
 from api.queries import accuracy_report, model_info
 from api.schemas import AccuracyOut, BacktestSummary, LoggedPrediction, ModelInfoOut
 from api.summaries import backtest_summary, finite_or_none, to_logged, walk_forward_metrics
@@ -21,6 +20,7 @@ from core.settings import Settings
 from data.cache import cache_path, read_cache
 from ml.features import build_features, feature_specs
 from ml.predict import feature_settings_of, required_candles
+from serving.models import ModelCache, ServedModel
 from storage.repository import latest_predictions, list_backtest_runs, list_predictions
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Dashboard:
 
 def build_dashboard(
     session: Any,
-    store: ModelStore,
+    store: ModelCache,
     settings: Settings,
     pair: Pair,
     *,
@@ -136,12 +136,12 @@ def _no_model(pair: Pair) -> str:
     )
 
 
-def _pairs(store: ModelStore, latest: list[LoggedPrediction]) -> list[tuple[str, str]]:
+def _pairs(store: ModelCache, latest: list[LoggedPrediction]) -> list[tuple[str, str]]:
     pairs = set(store.known_pairs) | {(p.symbol, p.timeframe) for p in latest}
     return sorted(pairs)
 
 
-def indicator_form(settings: Settings, model: LoadedModel | None) -> tuple[list[FormField], str]:
+def indicator_form(settings: Settings, model: ServedModel | None) -> tuple[list[FormField], str]:
     """Form inputs prefilled with the newest cached candle's features (else range midpoints)."""
     if model is None:
         return [], ""
@@ -169,7 +169,7 @@ def indicator_form(settings: Settings, model: LoadedModel | None) -> tuple[list[
 
 
 def _latest_cached_features(
-    settings: Settings, model: LoadedModel
+    settings: Settings, model: ServedModel
 ) -> tuple[dict[str, float] | None, str]:
     manifest = model.manifest
     try:

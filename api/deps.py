@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 
 from api.limits import API_KEY_HEADER, check_api_key
-from api.models import ModelStore
 from api.schemas import Symbol
 from core.settings import Settings
 from core.types import Timeframe
+from serving.models import ModelCache
 from storage.db import session_scope
 
 DbSession = Any
@@ -32,7 +32,7 @@ async def get_settings(request: Request) -> Settings:
     return settings_of(request)
 
 
-async def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelCache:
     """The app's model cache."""
     return store_of(request)
 
@@ -81,9 +81,9 @@ def pair_of(request: Request, symbol: str | None, timeframe: str | None) -> Pair
     return Pair(symbol=symbol or data.symbol, timeframe=timeframe or data.timeframe)
 
 
-def store_of(request: Request) -> ModelStore:
+def store_of(request: Request) -> ModelCache:
     """The app's model cache (for hot routes that skip dependency injection)."""
-    store: ModelStore = request.app.state.models
+    store: ModelCache = request.app.state.models
     return store
 
 
@@ -95,7 +95,7 @@ async def get_pair(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[ModelStore, Depends(get_store)]
+StoreDep = Annotated[ModelCache, Depends(get_store)]
 SessionDep = Annotated[DbSession, Depends(get_session)]
 WriteSessionDep = Annotated[DbSession, Depends(get_write_session)]
 PairDep = Annotated[Pair, Depends(get_pair)]

@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.models import NoModelYetError
 from core.echo import MAX_VALUE_CHARS, clip_text, first_items
 from core.errors import (
     AppError,
@@ -22,6 +21,7 @@ from core.errors import (
     ModelNotFoundError,
     StorageError,
 )
+from serving.models import NoModelYetError
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from api.models import LoadedModel, check_feature_names
 from api.schemas import BatchRequest, Candle, CandlesRequest, PairQuery, PredictRequest
 from core.echo import echo_value
 from core.errors import DataValidationError
 from core.timeframes import last_closed_candle_open
 from data.quality import find_gaps
 from data.schema import frame_from_rows, validate_ohlcv
+from serving.models import ServedModel, check_feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def check_row_count(n_rows: int, max_rows: int, *, what: str = "rows") -> None:
         )
 
 
-def rows_from_json(body: bytes, model: LoadedModel, *, max_rows: int) -> Matrix:
+def rows_from_json(body: bytes, model: ServedModel, *, max_rows: int) -> Matrix:
     """A (n, n_features) matrix from `{"rows": [{name: value, ...}, ...]}`.
 
     Raises:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from api.models import LoadedModel, ModelStore
 from api.schemas import (
     AccuracyOut,
     AccuracyPoint,
@@ -27,6 +26,7 @@ from core.timeframes import from_epoch_ms, tick_interval_ms, to_epoch_ms
 from ml.features import feature_specs
 from ml.predict import feature_settings_of
 from ml.registry import ModelManifest, read_manifest
+from serving.models import ModelCache, ServedModel
 from storage.db import check_connection, session_scope
 from storage.repository import (
     BotRun,
@@ -54,7 +54,7 @@ def latest_backtest(session: Any, model_id: str | None) -> BacktestSummary | Non
 
 def accuracy_report(
     session: Any,
-    store: ModelStore,
+    store: ModelCache,
     *,
     symbol: str,
     timeframe: str,
@@ -74,7 +74,7 @@ def accuracy_report(
         store.check_known(symbol, timeframe)
     manifest: ModelManifest | None = current.manifest if current else None
     if model_id is not None and (manifest is None or manifest.model_id != model_id):
-        manifest = read_manifest(store.registry_dir, model_id)
+        manifest = read_manifest(store.root, model_id)
     chosen = manifest.model_id if manifest else None
     predictions = resolved_predictions(
         session, symbol=symbol, timeframe=timeframe, model_id=chosen, limit=last
@@ -106,7 +106,7 @@ def _points(series: pd.DataFrame) -> list[AccuracyPoint]:
     ]
 
 
-def features_of(model: LoadedModel) -> FeaturesOut:
+def features_of(model: ServedModel) -> FeaturesOut:
     """Every feature the model needs, with its description and training range."""
     manifest = model.manifest
     specs = {spec.name: spec for spec in feature_specs(feature_settings_of(model.artifact))}
@@ -131,7 +131,7 @@ def features_of(model: LoadedModel) -> FeaturesOut:
     )
 
 
-def model_info(session: Any, model: LoadedModel) -> ModelInfoOut:
+def model_info(session: Any, model: ServedModel) -> ModelInfoOut:
     """The manifest of a served model plus its latest backtest."""
     manifest = model.manifest
     return ModelInfoOut(
@@ -161,7 +161,7 @@ def model_info(session: Any, model: LoadedModel) -> ModelInfoOut:
 
 
 def health_report(
-    *, engine: Any, session_factory: Any, store: ModelStore, settings: Settings, pair: Any
+    *, engine: Any, session_factory: Any, store: ModelCache, settings: Settings, pair: Any
 ) -> HealthOut:
     """Probe the database, the pair's current model and the bot heartbeat; list what is wrong."""
     now = datetime.now(UTC)
@@ -225,7 +225,7 @@ def _probe_database(engine: Any, reasons: list[str]) -> str:
 
 
 def _probe_model(
-    store: ModelStore, symbol: str, timeframe: str, now: datetime, reasons: list[str]
+    store: ModelCache, symbol: str, timeframe: str, now: datetime, reasons: list[str]
 ) -> tuple[str | None, float | None]:
     try:
         model = store.current(symbol, timeframe)

@@ -92,8 +92,8 @@ def _parse_args() -> argparse.Namespace:
 
 def bench_model(root: Path, algorithm: str, model_id: str, candles, repeat: int) -> list[tuple]:
     """Rows of (label, seconds, rows/s, ratio to raw) for one model."""
-    from api.inference import make_scorer
     from ml.registry import load_model
+    from serving.scorer import make_scorer
 
     artifact = load_model(root / "models", model_id)
     X = feature_rows(candles, artifact)

@@ -22,12 +22,12 @@ import pandas as pd
 
 from bot.deps import BotDeps
 from bot.job import run_once
-from bot.models import ModelCache
 from core.settings import ExchangeSettings, Settings
 from core.timeframes import from_epoch_ms
 from data.exchange import CcxtCandleSource
 from ml.registry import ModelArtifact, load_model, promote_model, save_model
 from ml.workflow import train_model
+from serving.models import ModelCache
 from storage.db import init_db, make_engine, make_session_factory
 from tests.emulator import running_emulator
 from tests.factories import make_ohlcv, make_settings
@@ -84,7 +84,7 @@ def measure(n_symbols: int, ticks: int) -> None:
                 settings=settings,
                 source=CcxtCandleSource(ExchangeSettings(base_url=emu.base_url, timeout_ms=5000)),
                 session_factory=make_session_factory(engine),
-                models=ModelCache(settings.ml.registry_dir),
+                models=ModelCache(settings.ml.registry_dir, decision=settings.decision),
             )
             tick_ms, row_ms = [], []
             for i in range(ticks + 1):

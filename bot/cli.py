@@ -13,12 +13,12 @@ import typer
 
 from bot.deps import BotDeps, wall_clock_ms
 from bot.job import TickReport
-from bot.models import ModelCache
 from bot.notify import Notifier, WebhookNotifier
 from bot.runner import BotRunner, interruptible_sleep, make_clock
 from bot.scheduler import StopSignals, build_scheduler, run_scheduler, wait_for_stop
 from core.settings import Settings, require_settings
 from data.exchange import CcxtCandleSource
+from serving.models import ModelCache
 from storage.db import (
     SessionFactory,
     init_db,
@@ -98,7 +98,11 @@ def _make_runner(settings: Settings, factory: SessionFactory, run_id: int) -> Bo
         settings=settings,
         source=source,
         session_factory=factory,
-        models=ModelCache(settings.ml.registry_dir, max_age=settings.bot.max_model_age),
+        models=ModelCache(
+            settings.ml.registry_dir,
+            decision=settings.decision,
+            max_age=settings.bot.max_model_age,
+        ),
         run_id=run_id,
         notifier=notifier,
         sleep=sleep,

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.models import ModelCache
 from bot.notify import Notifier
 from core.settings import Settings
 from core.timeframes import to_epoch_ms
 from data.exchange import CandleSource
+from serving.models import ModelCache
 from storage.db import SessionFactory
 
 

@@ -106,8 +106,8 @@ def predict_market(
     deps: BotDeps, symbol: str, timeframe: str, *, now: datetime, started: float
 ) -> MarketResult:
     """Predict every closed candle since the last logged one, then resolve earlier outcomes."""
-    artifact = deps.models.get(symbol, timeframe, now=now)
-    policy = deps.models.policy_for(artifact, deps.settings.decision)
+    served = deps.models.current(symbol, timeframe, now=now)
+    artifact, policy = served.artifact, served.policy
     warmup = warmup_bars_for(deps.settings.bot, artifact)
     step_ms = timeframe_to_ms(timeframe)
     plan = make_plan(deps, artifact, symbol, timeframe, now=now, policy=policy)

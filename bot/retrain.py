@@ -11,8 +11,9 @@ from bot.deps import BotDeps
 from core.errors import DataError, ExchangeError, ModelError
 from core.timeframes import last_closed_candle_open, to_epoch_ms
 from data.candles import download_candles
-from ml.registry import ModelManifest, promote_model
+from ml.registry import ModelManifest
 from ml.workflow import train_model
+from serving.promotion import promote
 from storage.db import session_scope
 from storage.repository import add_model_event, list_model_events
 
@@ -66,7 +67,7 @@ def is_retrain_due(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime)
     every = deps.settings.bot.retrain.every
     if every is None:
         return False
-    artifact = deps.models.get(symbol, timeframe)
+    artifact = deps.models.current(symbol, timeframe).artifact
     last_ms = to_epoch_ms(artifact.manifest.created_at)
     operation = f"read {symbol} {timeframe} model events"
     with session_scope(deps.session_factory, operation=operation, read_only=True) as session:
@@ -79,7 +80,7 @@ def is_retrain_due(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime)
 def retrain_market(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime) -> RetrainDecision:
     """Train like `cryptopred train` on candles up to `now`; promote if good enough; record it."""
     settings = deps.settings
-    current = deps.models.get(symbol, timeframe)
+    current = deps.models.current(symbol, timeframe).artifact
     prepared = download_candles(
         deps.source,
         symbol=symbol,
@@ -99,8 +100,6 @@ def retrain_market(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime)
     current_auc = walk_forward_roc_auc(current.manifest)
     max_drop = settings.bot.retrain.max_metric_drop
     promoted, reason = decide_promotion(new_auc, current_auc, max_metric_drop=max_drop)
-    if promoted:
-        promote_model(settings.ml.registry_dir, outcome.model_id)
     decision = RetrainDecision(
         symbol,
         timeframe,
@@ -111,7 +110,7 @@ def retrain_market(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime)
         current_auc,
         reason,
     )
-    _record(deps, decision, now=now, accuracy=float(outcome.walk_forward.metrics.accuracy))
+    record_decision(deps, decision, now=now, accuracy=float(outcome.walk_forward.metrics.accuracy))
     logger.info(
         "Retrained %s %s: %s %s (%s)",
         symbol,
@@ -123,7 +122,28 @@ def retrain_market(deps: BotDeps, symbol: str, timeframe: str, *, now: datetime)
     return decision
 
 
-def _record(deps: BotDeps, decision: RetrainDecision, *, now: datetime, accuracy: float) -> None:
+def record_decision(
+    deps: BotDeps, decision: RetrainDecision, *, now: datetime, accuracy: float
+) -> None:
+    """A promotion through `serving.promotion.promote` (pointer + event), else a "rejected"
+    event; both carry the metrics the decision compared."""
+    metrics = {
+        "roc_auc": decision.new_roc_auc,
+        "accuracy": accuracy,
+        "current_roc_auc": decision.current_roc_auc,
+        "max_metric_drop": deps.settings.bot.retrain.max_metric_drop,
+    }
+    if decision.promoted:
+        promote(
+            deps.settings.ml.registry_dir,
+            deps.session_factory,
+            decision.model_id,
+            actor="retrainer",
+            reason=decision.reason,
+            metrics=metrics,
+            now_ms=to_epoch_ms(now),
+        )
+        return
     with session_scope(deps.session_factory, operation="record a model event") as session:
         add_model_event(
             session,
@@ -131,15 +151,10 @@ def _record(deps: BotDeps, decision: RetrainDecision, *, now: datetime, accuracy
             symbol=decision.symbol,
             timeframe=decision.timeframe,
             model_id=decision.model_id,
-            event="promoted" if decision.promoted else "rejected",
+            event="rejected",
             reason=decision.reason,
             previous_model_id=decision.previous_model_id,
-            metrics={
-                "roc_auc": decision.new_roc_auc,
-                "accuracy": accuracy,
-                "current_roc_auc": decision.current_roc_auc,
-                "max_metric_drop": deps.settings.bot.retrain.max_metric_drop,
-            },
+            metrics=metrics,
         )
 
 

@@ -19,7 +19,8 @@ from core.errors import AppError
 from core.logging import setup_logging
 from core.settings import load_settings
 from data.cli import app as data_app
-from ml.cli import models_app, train_command
+from ml.cli import make_train_command, models_app
+from serving.cli import promote_command, promote_from_cli
 from storage.cli import app as db_app
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def _root(
 
 
 app.add_typer(data_app, name="data")
-app.command("train")(train_command)
+app.command("train")(make_train_command(promoter=promote_from_cli))
 app.command("backtest")(backtest_command)
+models_app.command("promote")(promote_command)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("serve")(serve_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,6 @@ from ml.policy_search import describe_policy
 from ml.registry import (
     ValidatedPolicy,
     current_model_id,
-    promote_model,
     read_manifest,
     scan_models,
 )
@@ -40,6 +40,8 @@ from ml.workflow import select_and_train, train_model
 logger = logging.getLogger(__name__)
 
 models_app = typer.Typer(help="List, inspect and promote saved models.")
+Promoter = Callable[[Settings, str], object]
+"""Makes a saved model current and records the promotion (see `make_train_command`)."""
 SCORE_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
@@ -98,75 +100,90 @@ def fold_progress(console: Console) -> Progress:
     )
 
 
-def train_command(
-    ctx: typer.Context,
-    symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")] = None,
-    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h")] = None,
-    model: Annotated[ModelName | None, typer.Option("--model", "-m")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Import this candle file")] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use the cached candles (no network, no file)")
-    ] = False,
-    tune: Annotated[bool, typer.Option("--tune", help="Optuna search per fold")] = False,
-    check_leakage: Annotated[
-        bool, typer.Option("--check-leakage", help="Verify no feature uses future candles")
-    ] = False,
-    promote: Annotated[
-        bool | None,
-        typer.Option("--promote/--no-promote", help="Make it current [default: if none is]"),
-    ] = None,
-    models: Annotated[
-        str | None,
-        typer.Option("--models", help="Comma-separated models to compare (with --select)"),
-    ] = None,
-    select: Annotated[
-        bool,
-        typer.Option("--select", help="Save and promote the best of --models by the nested rule"),
-    ] = False,
-) -> None:
-    """Walk-forward evaluate a model, validate its decision policy, save the final model.
+def make_train_command(*, promoter: Promoter) -> Callable[..., None]:
+    """The `cryptopred train` command; `promoter` makes a saved model current and records the
+    audit event (`serving.promotion.promote_with_settings`, wired by `cli.main`: `ml` may
+    not import the database)."""
 
-    With --models a,b,c --select every model is walk-forwarded and the (model, policy) pair is
-    chosen by the same nested rule as the backtest; only the chosen model is saved and promoted.
-    Candles come from --data, --offline (the candle cache, filled by `cryptopred data
-    import`/`fetch`) or the exchange (never the bundled sample: a trained model may go live).
-    """
-    settings = require_settings(ctx.obj)
-    console = Console()
-    if models is not None and not select:
-        raise ConfigError("--models compares several models: add --select (or use --model)")
-    names = parse_model_names(models or ",".join(settings.backtest.models)) if select else []
-    prepared = prepare_candles(
-        settings, file=data, symbol=symbol, timeframe=timeframe, offline=offline
-    )
-    if check_leakage:
-        check_lookahead(prepared.frame, lambda frame: build_features(frame, settings.ml.features))
-        console.print("Look-ahead check passed: past features never change when candles are added.")
-    if select:
-        _select_command(settings, prepared, names, tune=tune, console=console)
-        return
-    algorithm: ModelName = model or settings.ml.model.algorithm
-    with fold_progress(console) as progress:
-        task = progress.add_task(f"{algorithm} walk-forward folds", total=None)
-        outcome = train_model(
-            prepared.frame,
-            settings,
-            symbol=prepared.symbol,
-            timeframe=prepared.timeframe,
-            algorithm=algorithm,
-            tune=True if tune else None,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
+    def train_command(
+        ctx: typer.Context,
+        symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")] = None,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h")] = None,
+        model: Annotated[ModelName | None, typer.Option("--model", "-m")] = None,
+        data: Annotated[Path | None, typer.Option("--data", help="Import this candle file")] = None,
+        offline: Annotated[
+            bool, typer.Option("--offline", help="Use the cached candles (no network, no file)")
+        ] = False,
+        tune: Annotated[bool, typer.Option("--tune", help="Optuna search per fold")] = False,
+        check_leakage: Annotated[
+            bool, typer.Option("--check-leakage", help="Verify no feature uses future candles")
+        ] = False,
+        promote: Annotated[
+            bool | None,
+            typer.Option("--promote/--no-promote", help="Make it current [default: if none is]"),
+        ] = None,
+        models: Annotated[
+            str | None,
+            typer.Option("--models", help="Comma-separated models to compare (with --select)"),
+        ] = None,
+        select: Annotated[
+            bool,
+            typer.Option(
+                "--select", help="Save and promote the best of --models by the nested rule"
+            ),
+        ] = False,
+    ) -> None:
+        """Walk-forward evaluate a model, validate its decision policy, save the final model.
+
+        With --models a,b,c --select every model is walk-forwarded and the (model, policy) pair is
+        chosen by the same nested rule as the backtest; only the chosen model is saved and promoted.
+        Candles come from --data, --offline (the candle cache, filled by `cryptopred data
+        import`/`fetch`) or the exchange (never the bundled sample: a trained model may go live).
+        """
+        settings = require_settings(ctx.obj)
+        console = Console()
+        if models is not None and not select:
+            raise ConfigError("--models compares several models: add --select (or use --model)")
+        names = parse_model_names(models or ",".join(settings.backtest.models)) if select else []
+        prepared = prepare_candles(
+            settings, file=data, symbol=symbol, timeframe=timeframe, offline=offline
         )
-    title = f"{algorithm} walk-forward, {prepared.symbol} {prepared.timeframe}"
-    console.print(fold_table(outcome.walk_forward, title=title))
-    if outcome.manifest.decision is not None:
-        console.print(policy_summary(outcome.manifest.decision), highlight=False)
-    root = settings.ml.registry_dir
-    current = current_model_id(root, prepared.symbol, prepared.timeframe)
-    if promote or (promote is None and current is None):
-        promote_model(root, outcome.model_id)
-        console.print(f"Promoted {outcome.model_id} to current {prepared.symbol} model")
-    console.print(f"Saved model {outcome.model_id} in {root / outcome.model_id}")
+        if check_leakage:
+            check_lookahead(
+                prepared.frame, lambda frame: build_features(frame, settings.ml.features)
+            )
+            console.print(
+                "Look-ahead check passed: past features never change when candles are added."
+            )
+        if select:
+            _select_command(
+                settings, prepared, names, tune=tune, console=console, promoter=promoter
+            )
+            return
+        algorithm: ModelName = model or settings.ml.model.algorithm
+        with fold_progress(console) as progress:
+            task = progress.add_task(f"{algorithm} walk-forward folds", total=None)
+            outcome = train_model(
+                prepared.frame,
+                settings,
+                symbol=prepared.symbol,
+                timeframe=prepared.timeframe,
+                algorithm=algorithm,
+                tune=True if tune else None,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        title = f"{algorithm} walk-forward, {prepared.symbol} {prepared.timeframe}"
+        console.print(fold_table(outcome.walk_forward, title=title))
+        if outcome.manifest.decision is not None:
+            console.print(policy_summary(outcome.manifest.decision), highlight=False)
+        root = settings.ml.registry_dir
+        current = current_model_id(root, prepared.symbol, prepared.timeframe)
+        if promote or (promote is None and current is None):
+            promoter(settings, outcome.model_id)
+            console.print(f"Promoted {outcome.model_id} to current {prepared.symbol} model")
+        console.print(f"Saved model {outcome.model_id} in {root / outcome.model_id}")
+
+    return train_command
 
 
 def policy_summary(decision: ValidatedPolicy) -> str:
@@ -214,6 +231,7 @@ def _select_command(
     *,
     tune: bool,
     console: Console,
+    promoter: Promoter,
 ) -> None:
     with fold_progress(console) as progress:
         tasks: dict[str, TaskID] = {}
@@ -242,7 +260,7 @@ def _select_command(
         )
         return
     root = settings.ml.registry_dir
-    promote_model(root, selection.chosen.model_id)
+    promoter(settings, selection.chosen.model_id)
     console.print(
         f"Selected {selection.chosen.walk_forward.algorithm}: saved {selection.chosen.model_id} "
         f"in {root / selection.chosen.model_id} and promoted it to current {prepared.symbol} model"
@@ -285,11 +303,3 @@ def show_command(ctx: typer.Context, model_id: Annotated[str, typer.Argument()])
     settings = require_settings(ctx.obj)
     manifest = read_manifest(settings.ml.registry_dir, model_id)
     typer.echo(json.dumps(json.loads(manifest.model_dump_json()), indent=2))
-
-
-@models_app.command("promote")
-def promote_command(ctx: typer.Context, model_id: Annotated[str, typer.Argument()]) -> None:
-    """Make a model the current one for its symbol and timeframe."""
-    settings = require_settings(ctx.obj)
-    manifest = promote_model(settings.ml.registry_dir, model_id)
-    typer.echo(f"{model_id} is now the current {manifest.symbol} {manifest.timeframe} model")

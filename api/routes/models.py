@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 
-from api.deps import ApiKeyDep, PairDep, SessionDep, SettingsDep, StoreDep, WriteSessionDep
+from api.deps import ApiKeyDep, PairDep, SessionDep, SettingsDep, StoreDep
 from api.queries import features_of, model_info
 from api.schemas import (
     ERROR_RESPONSES,
@@ -19,8 +18,7 @@ from api.schemas import (
     ModelInfoOut,
     PromoteOut,
 )
-from ml.registry import current_model_id, promote_model, read_manifest
-from storage.repository import add_model_event
+from serving.promotion import promote as promote_and_record
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +49,20 @@ def info(pair: PairDep, store: StoreDep, session: SessionDep) -> ModelInfoOut:
 )
 def promote(
     model_id: Annotated[str, PathParam(max_length=200, pattern=MODEL_ID_PATTERN)],
+    request: Request,
     settings: SettingsDep,
     store: StoreDep,
-    session: WriteSessionDep,
 ) -> PromoteOut:
-    """Make a registry model the current one of its symbol/timeframe (needs `X-API-Key`)."""
-    root = settings.ml.registry_dir
-    manifest = read_manifest(root, model_id)
-    previous = current_model_id(root, manifest.symbol, manifest.timeframe)
-    add_model_event(
-        session,
-        created_ms=int(time.time() * 1000),
-        symbol=manifest.symbol,
-        timeframe=manifest.timeframe,
-        model_id=model_id,
-        previous_model_id=previous,
-        event="promoted",
-        reason="promoted through the REST API",
-    )
-    promote_model(root, model_id)
-    store.forget(manifest.symbol, manifest.timeframe)
-    logger.info("Promoted %s (previous %s) through the API", model_id, previous)
+    """Make a registry model the current one of its symbol/timeframe (needs `X-API-Key`).
+
+    Records a "promoted" model event, as `cryptopred models promote` and the retrainer do.
+    """
+    root, sessions = settings.ml.registry_dir, request.app.state.session_factory
+    done = promote_and_record(root, sessions, model_id, actor="api")
+    store.forget(done.symbol, done.timeframe)
     return PromoteOut(
-        model_id=model_id,
-        symbol=manifest.symbol,
-        timeframe=manifest.timeframe,
-        previous_model_id=previous,
+        model_id=done.model_id,
+        symbol=done.symbol,
+        timeframe=done.timeframe,
+        previous_model_id=done.previous_model_id,
     )

@@ -24,7 +24,6 @@ from api.inputs import (
     predict_body,
     rows_from_json,
 )
-from api.models import LoadedModel
 from api.outputs import batch_arrow, batch_json
 from api.schemas import (
     ARROW_STREAM,
@@ -40,6 +39,7 @@ from api.schemas import (
 )
 from ml.decision import ACTIONS, PolicyState, positions_from_proba
 from ml.predict import direction_of, predict_history, predict_latest, required_candles
+from serving.models import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _json_response(payload: dict[str, Any]) -> Response:
 
 
 def _prediction(
-    model: LoadedModel, pair: Pair, proba_up: float, *, state: PolicyState | None = None
+    model: ServedModel, pair: Pair, proba_up: float, *, state: PolicyState | None = None
 ) -> dict[str, Any]:
     """The direction at the model's threshold and, separately, the policy's action: after
     `state` (the position over the history), else from flat."""
@@ -97,7 +97,7 @@ def _prediction(
     }
 
 
-def _model_for(request: Request) -> tuple[LoadedModel, Pair]:
+def _model_for(request: Request) -> tuple[ServedModel, Pair]:
     query = pair_query(request)
     pair = pair_of(request, query.symbol, query.timeframe)
     return store_of(request).current(pair.symbol, pair.timeframe), pair
@@ -168,7 +168,7 @@ async def predict_batch(request: Request) -> Response:
 
 def _predict_rows(
     body: bytes,
-    model: LoadedModel,
+    model: ServedModel,
     pair: Pair,
     *,
     rows_arrow: bool,
@@ -224,7 +224,7 @@ async def predict_candles(request: Request) -> CandlePredictionOut:
 
 
 def _predict_candles(
-    body: CandlesRequest, model: LoadedModel, pair: Pair, *, max_rows: int
+    body: CandlesRequest, model: ServedModel, pair: Pair, *, max_rows: int
 ) -> CandlePredictionOut:
     """Features from the candles and the prediction for the last closed one (worker thread)."""
     candles, dropped = candles_frame(
@@ -243,7 +243,7 @@ def _predict_candles(
     )
 
 
-def position_after(model: LoadedModel, candles: pd.DataFrame, proba_up: float) -> PolicyState:
+def position_after(model: ServedModel, candles: pd.DataFrame, proba_up: float) -> PolicyState:
     """The policy's state after the posted candles: `positions_from_proba` over every candle
     with a full feature warm-up behind it (the candles the bot would predict), from flat.
 

@@ -123,7 +123,7 @@ def test_predict_without_a_model_is_503_saying_how_to_train(tmp_path) -> None:
         response = fresh.post("/predict", json={"features": {"rsi": 50.0}})
         features = fresh.get("/features")
     assert response.status_code == 503
-    assert "no model yet for BTC/USDT 1h" in response.json()["detail"]
+    assert "no current model for BTC/USDT 1h" in response.json()["detail"]
     assert "cryptopred train --symbol BTC/USDT --timeframe 1h" in response.json()["detail"]
     assert features.status_code == 503
 

@@ -37,9 +37,9 @@ def test_health_is_503_with_reasons(tmp_path) -> None:
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unhealthy"
-    assert any("no model yet" in reason for reason in body["reasons"])
+    assert any("no current model for" in reason for reason in body["reasons"])
     assert any("no bot heartbeat" in reason for reason in body["reasons"])
-    assert "no model yet" in body["detail"]
+    assert "no current model for" in body["detail"]
 
 
 def test_health_reports_a_stale_bot(tmp_path, trained_registry) -> None:

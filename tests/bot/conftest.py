@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.deps import BotDeps
-from bot.models import ModelCache
 from bot.notify import SignalChange
 from core.settings import Settings
 from core.timeframes import timeframe_to_ms
 from data.schema import index_to_epoch_ms
 from ml.registry import ModelArtifact, load_model, promote_model
 from ml.workflow import train_model
+from serving.models import ModelCache
 from storage.db import init_db, make_engine, make_session_factory
 from tests.bot.replay import load_served, train_replay_registry
 from tests.factories import make_ohlcv, make_settings
@@ -193,7 +193,12 @@ def make_deps(
             bot = settings.bot.model_copy(update=bot_overrides)
             settings = settings.model_copy(update={"bot": bot})
         models = overrides.pop(
-            "models", ModelCache(settings.ml.registry_dir, max_age=settings.bot.max_model_age)
+            "models",
+            ModelCache(
+                settings.ml.registry_dir,
+                decision=settings.decision,
+                max_age=settings.bot.max_model_age,
+            ),
         )
         return BotDeps(
             settings=settings,

@@ -449,7 +449,11 @@ def test_run_once_warns_once_about_a_stale_model(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     deps = make_deps()
-    deps = make_deps(models=type(deps.models)(deps.models.root, max_age=timedelta(days=2)))
+    deps = make_deps(
+        models=type(deps.models)(
+            deps.models.root, decision=deps.settings.decision, max_age=timedelta(days=2)
+        )
+    )
     run_once(deps, source.now)
     run_once(deps, source.now)
     stale = [r for r in caplog.records if "is stale" in r.getMessage()]

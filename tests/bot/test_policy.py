@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from bot.deps import BotDeps
 from bot.job import run_once
-from bot.models import ModelCache
 from bot.position import state_from_rows
 from core.settings import DecisionPolicy, Settings
 from ml.decision import ACTIONS, live_policy, positions_from_proba
 from ml.predict import predict_history, required_candles
 from ml.registry import MANIFEST_FILE, ModelArtifact, ValidatedPolicy, read_manifest
+from serving.models import ModelCache
 from storage.db import session_scope
 from storage.records import StoredPrediction
 from storage.repository import list_predictions
@@ -108,7 +108,9 @@ def test_bot_api_and_backtest_take_the_same_positions(
         if row in SKIPPED_TICKS:
             continue
         if row == FIRST + restart + 1:
-            deps = make_deps(models=ModelCache(settings.ml.registry_dir))  # a new process
+            deps = make_deps(
+                models=ModelCache(settings.ml.registry_dir, decision=settings.decision)
+            )  # a new process
         source.now = close_of(market_candles, row)
         run_once(deps, source.now)
     stored = _stored(session_factory)

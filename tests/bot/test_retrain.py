@@ -80,7 +80,7 @@ def test_retrain_market_promotes_a_good_enough_model_and_records_it(
     )
     assert event.metrics is not None and event.metrics["current_roc_auc"] == 0.51
     # the retrained model saw the candles up to the tick's last closed one
-    train_end = deps.models.get("BTC/USDT", "1h").manifest.train_end
+    train_end = deps.models.current("BTC/USDT", "1h").manifest.train_end
     assert source.now - timedelta(hours=3) <= train_end < source.now
     assert not is_retrain_due(deps, "BTC/USDT", "1h", now=source.now + timedelta(hours=23))
 

@@ -1,4 +1,4 @@
-"""ModelStore: cached current models, reload on promotion, unknown vs not-yet-trained pairs."""
+"""serving.models.ModelCache: cached models, reload on promotion, unknown vs untrained pairs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from api.models import ModelStore, NoModelYetError, check_feature_names
 from core.errors import FeatureMismatchError, ModelNotFoundError
 from ml.registry import promote_model
+from serving.models import ModelCache, NoModelYetError, check_feature_names
 from tests.api.conftest import api_settings, install_model
 
 PAIRS = frozenset({("BTC/USDT", "1h")})
@@ -41,7 +41,9 @@ def registry(tmp_path, trained_registry):
 def test_store_caches_then_follows_the_pointer(registry) -> None:
     root, manifest = registry
     clock = FakeClock()
-    store = ModelStore(registry_dir=root, known_pairs=PAIRS, recheck_seconds=1.0, clock=clock)
+    store = ModelCache(
+        root, compile_scorer=True, known_pairs=PAIRS, recheck_seconds=1.0, clock=clock
+    )
     first = store.current("BTC/USDT", "1h")
     assert first.manifest.model_id == manifest.model_id
     promote_model(root, "second-model")
@@ -57,7 +59,7 @@ def test_store_caches_then_follows_the_pointer(registry) -> None:
 
 def test_store_forget_reloads_at_once(registry) -> None:
     root, _manifest = registry
-    store = ModelStore(registry_dir=root, known_pairs=PAIRS, clock=FakeClock())
+    store = ModelCache(root, compile_scorer=True, known_pairs=PAIRS, clock=FakeClock())
     store.current("BTC/USDT", "1h")
     promote_model(root, "second-model")
     store.forget("BTC/USDT", "1h")
@@ -65,7 +67,7 @@ def test_store_forget_reloads_at_once(registry) -> None:
 
 
 def test_store_tells_not_trained_from_unknown(tmp_path) -> None:
-    store = ModelStore(registry_dir=tmp_path / "models", known_pairs=PAIRS)
+    store = ModelCache(tmp_path / "models", known_pairs=PAIRS)
     with pytest.raises(NoModelYetError, match="cryptopred train --symbol BTC/USDT --timeframe 1h"):
         store.current("BTC/USDT", "1h")
     with pytest.raises(ModelNotFoundError, match="unknown symbol/timeframe ETH/USDT 4h") as info:
@@ -79,7 +81,7 @@ def test_store_tells_not_trained_from_unknown(tmp_path) -> None:
 
 def test_loaded_model_builds_rows_in_model_order(registry) -> None:
     root, manifest = registry
-    model = ModelStore(registry_dir=root, known_pairs=PAIRS).current("BTC/USDT", "1h")
+    model = ModelCache(root, compile_scorer=True, known_pairs=PAIRS).current("BTC/USDT", "1h")
     values = {name: float(i) for i, name in enumerate(manifest.feature_names)}
     shuffled = dict(reversed(list(values.items())))
     row = model.row_from_mapping(shuffled)

@@ -15,11 +15,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from xgboost import XGBClassifier
 
-import api.inference as inference
-from api.inference import make_scorer, sample_rows
 from ml.estimators import CorrelationFilter
 from ml.predict import predict_proba_features
 from ml.registry import ModelArtifact, load_model, read_manifest
+from serving import scorer as inference
+from serving.scorer import make_scorer, sample_rows
 
 N_FEATURES = 31
 
@@ -106,36 +106,35 @@ def test_single_rows_match_predict_proba(name, base_manifest, training_data) -> 
     np.testing.assert_allclose(singles, expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("name", "fused"),
-    [("lightgbm-sigmoid", True), ("lightgbm-plain", True), ("logreg-sigmoid", True),
-     ("logreg-isotonic", False), ("forest-minmax-clip", False)],
-)  # fmt: skip
-def test_fused_single_row_path(name, fused, base_manifest, training_data) -> None:
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_score_one_takes_the_same_compiled_path(name, base_manifest, training_data) -> None:
     X, y = training_data
     artifact = ModelArtifact(estimator=ESTIMATORS[name](X, y), manifest=base_manifest)
     scorer = make_scorer(artifact)
-    assert (scorer.score_one is not None) is fused
-    if not fused:
-        return
     rows = sample_rows(artifact, n_rows=20, seed=11)
     expected = predict_proba_features(
         artifact, pd.DataFrame(rows, columns=base_manifest.feature_names)
     )
     mappings = [dict(zip(base_manifest.feature_names, row.tolist(), strict=True)) for row in rows]
-    got = [scorer.score_one(mapping) for mapping in mappings]
+    got = [scorer.score_one(dict(reversed(list(m.items())))) for m in mappings]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
-def test_a_fused_path_that_disagrees_is_dropped(
+def test_a_compiled_path_wrong_on_single_rows_only_is_discarded(
     base_manifest, training_data, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
     X, y = training_data
     artifact = ModelArtifact(estimator=ESTIMATORS["logreg-sigmoid"](X, y), manifest=base_manifest)
-    monkeypatch.setattr(inference, "compile_single_row", lambda *_a: lambda _features: 0.5)
+    real = inference._compile_proba
+
+    def wrong_on_one_row(estimator):
+        score = real(estimator)
+        return lambda X: np.full(1, 0.5) if len(X) == 1 else score(X)
+
+    monkeypatch.setattr(inference, "_compile_proba", wrong_on_one_row)
     scorer = make_scorer(artifact)
-    assert scorer.is_compiled and scorer.score_one is None
-    assert "fused single-row path differs" in caplog.text
+    assert not scorer.is_compiled
+    assert "differs from predict_proba" in caplog.text
 
 
 def test_saved_model_compiles(trained_registry, base_manifest) -> None:

@@ -1,20 +1,25 @@
-"""Fast `proba_up` for request rows: the fitted pipeline's maths in numpy, verified at load.
+"""The fast scorer: the fitted pipeline's maths compiled once into numpy, verified at load.
 
-sklearn's `predict_proba` costs 0.7-1.4 ms per call for one row (input validation, DataFrame
-handling, calibration wrappers; NOTES.md "Single-row inference"), more than FastAPI itself.
+One compiled path serves batches and single rows (a one-row matrix; LightGBM then uses its
+prepared C single-row predictor). sklearn's `predict_proba` costs 0.7-1.4 ms per call for one
+row (input validation, DataFrame handling, calibration wrappers; NOTES.md "Single-row
+inference"), more than FastAPI itself.
 `make_scorer` compiles the known pieces of a saved model (calibration, scalers, the
 correlation filter, logistic regression, LightGBM) into plain numpy calls and keeps the result
-only if it reproduces `ml.predict.predict_proba_features` on sample rows to 1e-9; any other
-model, or any mismatch, uses that reference path unchanged.
+only if it reproduces `ml.predict.predict_proba_features` (the one inference path) on sample
+batches and single rows to 1e-9; any other model, or any mismatch, uses that reference path.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import lightgbm.basic as lightgbm_basic
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -27,7 +32,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from api.single_row import LightGBMSingleRow, RowScore, compile_single_row
 from ml.estimators import CorrelationFilter
 from ml.predict import predict_proba_features
 from ml.registry import ModelArtifact
@@ -46,28 +50,38 @@ TOLERANCE = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class Scorer:
-    """`proba_up` of rows in the model's feature order; `is_compiled` tells which path runs.
-
-    `score_one`, when set, scores one mapping of feature values (names already checked)
-    without building the whole row: the fused path of `api.single_row`.
-    """
+    """`proba_up` of rows in the model's feature order; `is_compiled` tells which path runs."""
 
     score: Score
     is_compiled: bool
-    score_one: RowScore | None = None
+    feature_names: tuple[str, ...] = ()
+
+    def score_one(self, features: Mapping[str, float]) -> float:
+        """`proba_up` of one mapping of feature values (names already checked by the caller)."""
+        names = self.feature_names
+        row = np.fromiter((features[name] for name in names), dtype=np.float64, count=len(names))
+        return float(self.score(row.reshape(1, -1))[0])
 
 
-def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
-    """The fastest verified scorer for `artifact` (compiled numpy, else `predict_proba`)."""
+def reference_scorer(artifact: ModelArtifact) -> Scorer:
+    """The uncompiled scorer: `ml.predict.predict_proba_features` itself."""
     names = list(artifact.manifest.feature_names)
 
     def reference(X: Matrix) -> Vector:
         return predict_proba_features(artifact, pd.DataFrame(X, columns=names))
 
+    return Scorer(score=reference, is_compiled=False, feature_names=tuple(names))
+
+
+def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
+    """The fastest verified scorer for `artifact` (compiled numpy, else `predict_proba`)."""
+    names = tuple(artifact.manifest.feature_names)
+    fallback = reference_scorer(artifact)
+    reference = fallback.score
     compiled = _compile_proba(artifact.estimator)
     if compiled is None:
         logger.info("Model %s: no compiled path, using predict_proba", artifact.model_id)
-        return Scorer(score=reference, is_compiled=False)
+        return fallback
     sample = sample_rows(artifact, n_rows=CHECK_ROWS, seed=seed)
     expected = reference(sample)
     # whole batches and single rows (a one-row request may take another code path)
@@ -82,26 +96,9 @@ def make_scorer(artifact: ModelArtifact, *, seed: int = 0) -> Scorer:
             artifact.model_id,
             gap,
         )
-        return Scorer(score=reference, is_compiled=False)
+        return fallback
     logger.info("Model %s: compiled scorer verified (max gap %.2g)", artifact.model_id, gap)
-    return Scorer(score=compiled, is_compiled=True, score_one=_verified_single(artifact, sample))
-
-
-def _verified_single(artifact: ModelArtifact, sample: Matrix) -> RowScore | None:
-    """The fused single-row scorer, kept only if it matches `predict_proba` on sample rows."""
-    one = compile_single_row(artifact.estimator, artifact.manifest.feature_names)
-    if one is None:
-        return None
-    names = artifact.manifest.feature_names
-    rows = sample[:CHECK_SINGLE_ROWS]
-    expected = predict_proba_features(artifact, pd.DataFrame(rows, columns=names))
-    got = np.array([one(dict(zip(names, row.tolist(), strict=True))) for row in rows])
-    gap = float(np.max(np.abs(got - expected)))
-    if not gap <= TOLERANCE:
-        logger.warning("Model %s: fused single-row path differs by %.3g; not used",
-                       artifact.model_id, gap)  # fmt: skip
-        return None
-    return one
+    return Scorer(score=compiled, is_compiled=True, feature_names=names)
 
 
 def sample_rows(artifact: ModelArtifact, *, n_rows: int, seed: int) -> Matrix:
@@ -266,3 +263,65 @@ def _wrapped_proba(model: Any) -> Score:
 
 def _is_binary(model: Any) -> bool:
     return len(getattr(model, "classes_", ())) == 2
+
+
+class LightGBMSingleRow:
+    """LightGBM's C "single row fast" predictor: one prepared config, no per-call set-up.
+
+    `Booster.predict` rebuilds a predictor and its parameter string on every call (~20 us warm,
+    ~100 us between HTTP requests); `LGBM_BoosterPredictForMatSingleRowFast` skips that. It
+    uses LightGBM's internal ctypes handle, so any failure to set it up (a changed library)
+    means plain `Booster.predict`, and every result is checked against `predict_proba` at load.
+    """
+
+    def __init__(self, lib: Any, handle: ctypes.c_void_p, n_features: int) -> None:
+        self._lib = lib
+        self._handle = handle
+        self.n_features = n_features
+        self._out = np.empty(1, dtype=np.float64)
+        self._out_len = ctypes.c_int64(0)
+        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._lock = threading.Lock()  # the prepared config is not safe to share between threads
+
+    @classmethod
+    def create(cls, booster: Any, *, raw_score: bool) -> LightGBMSingleRow | None:
+        """The fast predictor of `booster`, or None when LightGBM does not offer it."""
+        handle = ctypes.c_void_p()
+        n_features = int(booster.num_feature())
+        predict_type = 1 if raw_score else 0  # C_API_PREDICT_RAW_SCORE / C_API_PREDICT_NORMAL
+        try:
+            lib = lightgbm_basic._LIB  # type: ignore[attr-defined]
+            status = lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(predict_type),
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(int(booster.best_iteration)),  # <= 0: every iteration
+                ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                ctypes.c_int32(n_features),
+                ctypes.c_char_p(b"num_threads=1"),
+                ctypes.byref(handle),
+            )
+        except (AttributeError, OSError, TypeError) as e:
+            logger.info("LightGBM single-row fast path unavailable: %s", e)
+            return None
+        return cls(lib, handle, n_features) if status == 0 else None
+
+    def predict_row(self, row: Vector) -> float:
+        """Score one contiguous float64 row of `n_features` values."""
+        if row.shape != (self.n_features,) or not row.flags.c_contiguous:
+            raise ValueError(f"expected a contiguous row of {self.n_features} features")
+        with self._lock:
+            status = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                self._handle,
+                row.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(self._out_len),
+                self._out_ptr,
+            )
+            value = float(self._out[0])
+        if status != 0:
+            raise RuntimeError("LightGBM single-row prediction failed")
+        return value
+
+    def __del__(self) -> None:
+        if self._handle:
+            self._lib.LGBM_FastConfigFree(self._handle)
