@@ -228,7 +228,7 @@ HEALTH_OUT: dict[str, Any] = {
     "model_age_seconds": 86400.0,
     "last_tick_at": TS,
     "last_tick_age_seconds": 65.2,
-    "bot_status": "running",
+    "bot": "running",
 }
 
 ERROR_OUT: dict[str, Any] = {"detail": "features do not match: missing ['rsi']"}

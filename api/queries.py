@@ -13,6 +13,7 @@ from api.schemas import (
     AccuracyOut,
     AccuracyPoint,
     BacktestSummary,
+    BotState,
     DecisionOut,
     FeatureOut,
     FeaturesOut,
@@ -163,7 +164,7 @@ def model_info(session: Any, model: ServedModel) -> ModelInfoOut:
 def health_report(
     *, engine: Any, session_factory: Any, store: ModelCache, settings: Settings, pair: Any
 ) -> HealthOut:
-    """Probe the database, the pair's current model and the bot heartbeat; list what is wrong."""
+    """Probe the database and the pair's current model (the status); report the bot's state."""
     now = datetime.now(UTC)
     reasons: list[str] = []
     database = _probe_database(engine, reasons)
@@ -172,8 +173,7 @@ def health_report(
     run = _probe_bot(session_factory, now, lost_after_ms, reasons) if database == "ok" else None
     tick_at = from_epoch_ms(run.last_tick_ms) if run and run.last_tick_ms else None
     tick_age = (now - tick_at).total_seconds() if tick_at else None
-    if run is not None:
-        reasons.extend(_bot_reasons(run, tick_age, settings, lost_after_ms))
+    bot, bot_detail = bot_state(run, tick_age, settings, lost_after_ms)
     return HealthOut(
         status="unhealthy" if reasons else "ok",
         reasons=reasons,
@@ -184,7 +184,8 @@ def health_report(
         model_age_seconds=model_age,
         last_tick_at=tick_at,
         last_tick_age_seconds=tick_age,
-        bot_status=run.status if run else None,
+        bot=bot,
+        bot_detail=bot_detail,
         detail="; ".join(reasons) if reasons else None,
     )
 
@@ -197,22 +198,32 @@ def lost_after(settings: Settings) -> int:
     return max(LOST_AFTER_TICKS * tick_ms, LOST_MIN_MS)
 
 
-def _bot_reasons(
-    run: BotRun, tick_age: float | None, settings: Settings, lost_after_ms: int
-) -> list[str]:
-    """What is wrong with the latest bot run: lost, stopped or failed, or a stale heartbeat."""
+def bot_state(
+    run: BotRun | None, tick_age: float | None, settings: Settings, lost_after_ms: int
+) -> tuple[BotState, str | None]:
+    """The bot's state from its latest run and heartbeat age, and why when not `running`.
+
+    The run statuses of `storage` map onto the API's words: "lost" (no heartbeat for two
+    ticks, its process is gone) and a heartbeat older than `api.max_tick_age` are `stale`;
+    "stopped" and "failed" are `stopped`.
+    """
+    if run is None:
+        return "absent", "no bot run recorded; start the bot with `cryptopred live`"
     if run.status == "lost":
-        return [
+        return "stale", (
             f"the bot run {run.id} (host {run.host}, pid {run.pid}) is lost: no heartbeat for "
             f"more than two ticks ({lost_after_ms / 1000:.0f} s), yet it never stopped; "
             "its process was probably killed; start the bot again with `cryptopred live`"
-        ]
+        )
     if run.status != "running":
-        return [f"the bot is {run.status} (last error: {run.last_error or 'none'})"]
+        return "stopped", f"the bot is {run.status} (last error: {run.last_error or 'none'})"
     if tick_age is None or tick_age > settings.api.max_tick_age.total_seconds():
         age = "never ticked" if tick_age is None else f"last tick {tick_age:.0f} s ago"
-        return [f"bot heartbeat is stale: {age} (api.max_tick_age={settings.api.max_tick_age})"]
-    return []
+        return (
+            "stale",
+            f"bot heartbeat is stale: {age} (api.max_tick_age={settings.api.max_tick_age})",
+        )
+    return "running", None
 
 
 def _probe_database(engine: Any, reasons: list[str]) -> str:
@@ -244,8 +255,6 @@ def _probe_bot(
     except AppError as e:
         reasons.append(str(e))
         return None
-    if run is None:
-        reasons.append("no bot heartbeat recorded yet; start the bot with `cryptopred live`")
     return run
 
 

@@ -345,8 +345,18 @@ class BacktestOut(BacktestSummary):
 
 
 # ------------------------------------------------------------------------------ health
+BotState = Literal["absent", "running", "stale", "stopped"]
+
+
 class HealthOut(_Out):
-    """Liveness of the database, the current model and the bot."""
+    """The API's own health (database, current model) and, as a field, the bot's state.
+
+    `status` and the HTTP code (200/503) depend on the database and the model only: an
+    API-only deployment is healthy. `bot` is `absent` (no run ever recorded), `running`,
+    `stale` (a running bot whose heartbeat is older than `api.max_tick_age` or two ticks: hung,
+    or killed with kill -9) or `stopped` (ended, cleanly or after an error); `bot_detail` says
+    why when it is not `running`.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.HEALTH_OUT]})
 
@@ -359,7 +369,8 @@ class HealthOut(_Out):
     model_age_seconds: float | None
     last_tick_at: datetime | None
     last_tick_age_seconds: float | None
-    bot_status: str | None
+    bot: BotState
+    bot_detail: str | None = None
     detail: str | None = None
 
 

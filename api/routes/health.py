@@ -1,4 +1,4 @@
-"""`GET /health`: database, current model and bot heartbeat."""
+"""`GET /health`: the API's own health (database, current model) and the bot's state."""
 
 from __future__ import annotations
 
@@ -17,11 +17,15 @@ router = APIRouter(tags=["health"])
     response_model=HealthOut,
     responses={
         404: {"model": ErrorOut, "description": "Unknown symbol/timeframe pair"},
-        503: {"model": HealthOut, "description": "Unhealthy; `reasons` says why"},
+        503: {"model": HealthOut, "description": "Database or model unusable; see `reasons`"},
     },
 )
 def health(request: Request, pair: PairDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
-    """200 when the database answers, a current model exists and the bot ticked recently."""
+    """200 when the database answers and a current model loads; 503 otherwise.
+
+    The bot does not decide the status: `bot` is `absent`, `running`, `stale` (heartbeat too
+    old: hung or killed) or `stopped`, so an API-only deployment is healthy.
+    """
     store.check_known(pair.symbol, pair.timeframe)  # an unknown pair is the caller's error (404)
     report = health_report(
         engine=request.app.state.engine,

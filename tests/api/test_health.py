@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.queries import LOST_MIN_MS, lost_after
+from api.queries import LOST_MIN_MS, bot_state, lost_after
+from storage.records import BotRun
 from tests.api.conftest import api_settings, install_model, seed_database
 from tests.factories import make_settings
 
@@ -44,7 +45,7 @@ def test_health_answers_fast_while_another_connection_holds_the_write_lock(
     assert elapsed < 1.0, f"/health took {elapsed:.2f} s under a held write lock"
 
 
-def test_health_reports_a_killed_bot_as_lost(tmp_path, trained_registry) -> None:
+def test_health_reports_a_killed_bot_as_stale(tmp_path, trained_registry) -> None:
     settings = api_settings(tmp_path)  # bot.timeframes ["1h"]: lost after two hours
     manifest = install_model(trained_registry, settings)
     ticked_ms = int(time.time() * 1000) - int(2.5 * 3_600_000)  # within api.max_tick_age (3h)
@@ -52,9 +53,9 @@ def test_health_reports_a_killed_bot_as_lost(tmp_path, trained_registry) -> None
     with TestClient(create_app(settings)) as app_client:
         response = app_client.get("/health")
     body = response.json()
-    assert response.status_code == 503, body
-    assert body["bot_status"] == "lost"
-    assert any("is lost" in reason and "two ticks" in reason for reason in body["reasons"]), body
+    assert response.status_code == 200, body  # the API still serves
+    assert body["bot"] == "stale"
+    assert "is lost" in body["bot_detail"] and "two ticks" in body["bot_detail"], body
 
 
 def test_health_keeps_a_bot_running_within_two_ticks(tmp_path, trained_registry) -> None:
@@ -63,7 +64,7 @@ def test_health_keeps_a_bot_running_within_two_ticks(tmp_path, trained_registry)
     seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 5_400_000)
     with TestClient(create_app(settings)) as app_client:
         body = app_client.get("/health").json()
-    assert body["bot_status"] == "running" and body["status"] == "ok", body
+    assert body["bot"] == "running" and body["status"] == "ok", body
 
 
 @pytest.mark.parametrize(
@@ -76,3 +77,29 @@ def test_health_keeps_a_bot_running_within_two_ticks(tmp_path, trained_registry)
 )
 def test_lost_after_is_two_ticks_of_the_bot(bot: dict, expected_ms: int) -> None:
     assert lost_after(make_settings(None, bot=bot)) == expected_ms
+
+
+@pytest.mark.parametrize(
+    ("status", "tick_age", "expected"),
+    [
+        ("running", 60.0, "running"),
+        ("running", None, "stale"),  # started, never ticked
+        ("running", 4 * 3600.0, "stale"),  # older than api.max_tick_age (3h)
+        ("lost", 3 * 3600.0, "stale"),  # killed: no heartbeat for two ticks
+        ("stopped", 60.0, "stopped"),
+        ("failed", 60.0, "stopped"),
+    ],
+)
+def test_bot_state_maps_runs_to_the_health_vocabulary(
+    status: str, tick_age: float | None, expected: str
+) -> None:
+    run = BotRun(
+        id=1, started_ms=0, last_tick_ms=None, finished_ms=None, status=status, ticks=0,
+        predictions_written=0, temporary_errors=0, data_errors=0, other_errors=0,
+        last_error=None, host="h", pid=1,
+    )  # fmt: skip
+    settings = make_settings(None)
+    state, detail = bot_state(run, tick_age, settings, lost_after(settings))
+    assert state == expected
+    assert (detail is None) is (expected == "running")
+    assert bot_state(None, None, settings, lost_after(settings))[0] == "absent"

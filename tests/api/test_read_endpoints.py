@@ -26,20 +26,43 @@ def test_health_ok_with_model_db_and_fresh_tick(
     body = response.json()
     assert body["status"] == "ok" and body["reasons"] == []
     assert body["model_id"] == manifest.model_id and body["model_age_seconds"] >= 0
-    assert body["database"] == "ok" and body["bot_status"] == "running"
+    assert body["database"] == "ok" and body["bot"] == "running"
     assert 0 <= body["last_tick_age_seconds"] < 60
 
 
-def test_health_is_503_with_reasons(tmp_path) -> None:
+def test_health_is_503_without_a_model_and_the_bot_is_no_reason(tmp_path) -> None:
     settings = api_settings(tmp_path)
     with TestClient(create_app(settings)) as fresh:
         response = fresh.get("/health")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "unhealthy"
-    assert any("no current model for" in reason for reason in body["reasons"])
-    assert any("no bot heartbeat" in reason for reason in body["reasons"])
-    assert "no current model for" in body["detail"]
+    assert body["status"] == "unhealthy" and body["bot"] == "absent"
+    assert len(body["reasons"]) == 1 and "no current model for" in body["reasons"][0]
+    assert "cryptopred live" in body["bot_detail"]
+
+
+def test_health_is_200_for_an_api_only_deployment(tmp_path, trained_registry) -> None:
+    settings = api_settings(tmp_path)
+    install_model(trained_registry, settings)  # a model, an empty database, no bot ever
+    with TestClient(create_app(settings)) as app_client:
+        response = app_client.get("/health")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert (body["status"], body["reasons"], body["bot"]) == ("ok", [], "absent")
+    assert body["last_tick_at"] is None
+
+
+def test_health_is_503_when_the_database_is_unreachable(tmp_path, trained_registry) -> None:
+    settings = api_settings(tmp_path)
+    install_model(trained_registry, settings)
+    with TestClient(create_app(settings)) as app_client:
+        app_client.app.state.engine.dispose()
+        (tmp_path / "test.db").unlink()
+        (tmp_path / "test.db").mkdir()  # a directory where the SQLite file should be
+        response = app_client.get("/health")
+    body = response.json()
+    assert response.status_code == 503, body
+    assert body["database"] == "unreachable" and body["model_id"] is not None
 
 
 def test_health_reports_a_stale_bot(tmp_path, trained_registry) -> None:
@@ -49,8 +72,10 @@ def test_health_reports_a_stale_bot(tmp_path, trained_registry) -> None:
     seed_database(settings, manifest.model_id, now_ms=int(time.time() * 1000) - 5_400_000)
     with TestClient(create_app(settings)) as app_client:
         response = app_client.get("/health")
-    assert response.status_code == 503
-    assert "bot heartbeat is stale" in response.json()["detail"]
+    body = response.json()
+    assert response.status_code == 200, body  # the API itself is fine
+    assert body["bot"] == "stale" and body["reasons"] == []
+    assert "bot heartbeat is stale" in body["bot_detail"]
 
 
 # ------------------------------------------------------------------------------ models

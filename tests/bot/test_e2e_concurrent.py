@@ -239,7 +239,7 @@ def test_live_and_serve_upgrade_an_empty_database_at_once(
     def bot_seen_by_the_api() -> bool:
         nonlocal health
         health = server.get_json("/health?symbol=BTC/USDT&timeframe=1h")[1] or {}
-        return health.get("bot_status") == "running" and health.get("last_tick_at") is not None
+        return health.get("bot") == "running" and health.get("last_tick_at") is not None
 
     wait_for(bot_seen_by_the_api, timeout=45, what="the API to report the bot's heartbeat")
     status, page = server.get_json("/predictions?symbol=BTC/USDT&timeframe=1h&limit=5")
