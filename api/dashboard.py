@@ -247,7 +247,7 @@ def _charts(
     if history:
         frame = pd.DataFrame(
             {
-                "proba_up": [p.probability_up for p in history],
+                "proba_up": [p.proba_up for p in history],
                 "is_correct": [p.is_correct for p in history],
             },
             index=pd.DatetimeIndex([p.candle_open for p in history]),

@@ -36,7 +36,7 @@ LOGGED: dict[str, Any] = {
     "candle_open": "2024-05-01T11:00:00Z",
     "target_close": "2024-05-01T13:00:00Z",
     "horizon_bars": 1,
-    "probability_up": 0.56,
+    "proba_up": 0.56,
     "direction": "UP",
     "signal": 1,
     "threshold": 0.5,
@@ -67,7 +67,7 @@ CANDLES_REQUEST: dict[str, Any] = {
 
 PREDICTION_OUT: dict[str, Any] = {
     "direction": "UP",
-    "probability_up": 0.5731,
+    "proba_up": 0.5731,
     "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
     "threshold": 0.5,
     "symbol": "BTC/USDT",
@@ -85,14 +85,14 @@ BATCH_PREDICTION_OUT: dict[str, Any] = {
     "count": 2,
     "policy": POLICY,
     "predictions": [
-        {"direction": "UP", "probability_up": 0.57, "action": "LONG", "size": 1.0},
-        {"direction": "UP", "probability_up": 0.52, "action": "FLAT", "size": 0.0},
+        {"direction": "UP", "proba_up": 0.57, "action": "LONG", "size": 1.0},
+        {"direction": "UP", "proba_up": 0.52, "action": "FLAT", "size": 0.0},
     ],
 }
 
 CANDLE_PREDICTION_OUT: dict[str, Any] = {
     "direction": "DOWN",
-    "probability_up": 0.4812,
+    "proba_up": 0.4812,
     "model_id": "BTC_USDT-1h-lightgbm-20240501T0000Z",
     "threshold": 0.5,
     "symbol": "BTC/USDT",

@@ -19,12 +19,12 @@ Sides = npt.NDArray[np.int8]
 def batch_json(
     header: dict[str, Any], proba_up: Vector, threshold: float, *, sides: Sides, sizes: Vector
 ) -> bytes:
-    """`{**header, "count": n, "predictions": [{"direction", "probability_up", "action",
+    """`{**header, "count": n, "predictions": [{"direction", "proba_up", "action",
     "size"}, ...]}`."""
     directions = np.where(proba_up >= threshold, "UP", "DOWN").tolist()
     actions = [ACTIONS[side] for side in sides.tolist()]
     predictions = [
-        {"direction": d, "probability_up": p, "action": a, "size": s}
+        {"direction": d, "proba_up": p, "action": a, "size": s}
         for d, p, a, s in zip(directions, proba_up.tolist(), actions, sizes.tolist(), strict=True)
     ]
     return pydantic_core.to_json({**header, "count": len(predictions), "predictions": predictions})
@@ -33,7 +33,7 @@ def batch_json(
 def batch_arrow(
     header: dict[str, Any], proba_up: Vector, threshold: float, *, sides: Sides, sizes: Vector
 ) -> bytes:
-    """An Arrow IPC stream with columns `probability_up`, `direction`, `action` and `size`
+    """An Arrow IPC stream with columns `proba_up`, `direction`, `action` and `size`
     (row order kept).
 
     The header fields (model id, threshold, symbol, timeframe, count) are schema metadata;
@@ -52,7 +52,7 @@ def batch_arrow(
     }
     table = pa.table(
         {
-            "probability_up": pa.array(proba_up, type=pa.float64()),
+            "proba_up": pa.array(proba_up, type=pa.float64()),
             "direction": direction,
             "action": action,
             "size": pa.array(sizes, type=pa.float64()),

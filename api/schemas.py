@@ -92,7 +92,7 @@ class CandlesRequest(BaseModel):
 
 
 # ------------------------------------------------------------------------------ predictions
-DIRECTION_DOC = "The model's call: UP when probability_up >= threshold (scored for accuracy)"
+DIRECTION_DOC = "The model's call: UP when proba_up >= threshold (scored for accuracy)"
 ACTION_DOC = "What the decision policy does: LONG, FLAT or SHORT (not the same as direction)"
 SIZE_DOC = "Traded fraction of strategy.position_fraction (0 when FLAT)"
 
@@ -119,7 +119,7 @@ class PredictionOut(_Out):
     model_config = ConfigDict(json_schema_extra={"examples": [examples.PREDICTION_OUT]})
 
     direction: Direction = Field(description=DIRECTION_DOC)
-    probability_up: float
+    proba_up: float
     model_id: str
     threshold: float
     symbol: str
@@ -133,7 +133,7 @@ class BatchItem(_Out):
     """One row's direction and probability, and the policy's action from a flat position."""
 
     direction: Direction = Field(description=DIRECTION_DOC)
-    probability_up: float
+    proba_up: float
     action: Action = Field(description=ACTION_DOC)
     size: float = Field(description=SIZE_DOC)
 
@@ -184,7 +184,7 @@ class LoggedPrediction(_Out):
     candle_open: datetime
     target_close: datetime
     horizon_bars: int
-    probability_up: float
+    proba_up: float
     direction: Direction = Field(description=DIRECTION_DOC)
     signal: int
     threshold: float

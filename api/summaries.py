@@ -91,7 +91,7 @@ def to_logged(prediction: StoredPrediction) -> LoggedPrediction:
         candle_open=from_epoch_ms(prediction.candle_open_ms),
         target_close=from_epoch_ms(prediction.target_close_ms),
         horizon_bars=prediction.horizon_bars,
-        probability_up=prediction.proba_up,
+        proba_up=prediction.proba_up,
         direction=prediction.direction,
         signal=int(prediction.signal),
         threshold=prediction.threshold,

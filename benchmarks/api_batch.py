@@ -75,9 +75,9 @@ def time_calls(call, *, repeat: int) -> float:
 def check_response(body: bytes, expected: np.ndarray) -> None:
     """The API answered every row with `predict_proba`'s probability (JSON or Arrow)."""
     if body.startswith(b"{"):
-        got = np.array([item["probability_up"] for item in json.loads(body)["predictions"]])
+        got = np.array([item["proba_up"] for item in json.loads(body)["predictions"]])
     else:
-        got = pa.ipc.open_stream(pa.py_buffer(body)).read_all().column("probability_up").to_numpy()
+        got = pa.ipc.open_stream(pa.py_buffer(body)).read_all().column("proba_up").to_numpy()
     if len(got) != len(expected) or not np.allclose(got, expected, rtol=0, atol=1e-12):
         raise AssertionError("the API's batch predictions differ from predict_proba")
 

@@ -86,7 +86,7 @@ def _prediction(
     side, size = model.action_from_flat(proba_up) if state is None else (state.side, state.size)
     return {
         "direction": direction_of(proba_up, threshold),
-        "probability_up": proba_up,
+        "proba_up": proba_up,
         "model_id": model.manifest.model_id,
         "threshold": threshold,
         "symbol": pair.symbol,
@@ -114,7 +114,7 @@ def _model_for(request: Request) -> tuple[ServedModel, Pair]:
     openapi_extra=_body_doc(PredictRequest),
 )
 async def predict(request: Request) -> Response:
-    """UP/DOWN and `probability_up` for one row of features (names from `GET /features`),
+    """UP/DOWN and `proba_up` for one row of features (names from `GET /features`),
     and the decision policy's action.
 
     `direction` is the model's call at its classification threshold; `action` (LONG, FLAT or
@@ -149,7 +149,7 @@ async def predict_batch(request: Request) -> Response:
     batches an Arrow IPC stream (`Content-Type: application/vnd.apache.arrow.stream`) with one
     numeric column per feature, which skips JSON number parsing. With
     `Accept: application/vnd.apache.arrow.stream`
-    the answer is an Arrow stream too (columns `probability_up`, `direction`, `action`,
+    the answer is an Arrow stream too (columns `proba_up`, `direction`, `action`,
     `size`; the model id, threshold, symbol, timeframe and policy in its schema metadata).
     """
     media_type = media_type_of(request, accepted=(JSON_TYPE, ARROW_STREAM))

@@ -83,7 +83,7 @@
         return;
       }
       const arrow = body.direction === "UP" ? "▲" : "▼";
-      const probability = (body.probability_up * 100).toFixed(1);
+      const probability = (body.proba_up * 100).toFixed(1);
       const size = body.action === "FLAT" ? "" : " " + (body.size * 100).toFixed(0) + "%";
       show(
         [

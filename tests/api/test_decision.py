@@ -87,7 +87,7 @@ def test_predict_shows_the_direction_and_the_action_from_flat(validated) -> None
     assert set(sides.tolist()) == {0, 1}  # the thresholds split the rows
     for features, p, side, size in zip(rows, proba, sides, sizes, strict=True):
         body = client.post("/predict", json={"features": features}).json()
-        assert body["probability_up"] == pytest.approx(p, abs=1e-12)
+        assert body["proba_up"] == pytest.approx(p, abs=1e-12)
         assert body["direction"] == ("UP" if p >= manifest.threshold else "DOWN")
         assert (body["action"], body["size"]) == (ACTIONS[int(side)], pytest.approx(size))
         assert body["policy"]["source"] == "manifest"

@@ -128,6 +128,13 @@ def arrow_media_type(served) -> Iterator[None]:
     unregister_media_types()
 
 
+def test_openapi_names_the_probability_proba_up_everywhere(client: TestClient) -> None:
+    """One public name, as in the webhook, the database and the charts."""
+    text = json.dumps(client.get("/openapi.json").json())
+    assert '"proba_up"' in text
+    assert "probability_up" not in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
 def test_fuzzing_finds_no_server_error(served, arrow_media_type, mode) -> None:

@@ -48,7 +48,7 @@ def test_predict_matches_the_model(client: TestClient, manifest: ModelManifest) 
     assert response.status_code == 200, response.text
     body = response.json()
     expected = float(_reference_proba(client, manifest, [features])[0])
-    assert body["probability_up"] == pytest.approx(expected, abs=1e-12)
+    assert body["proba_up"] == pytest.approx(expected, abs=1e-12)
     assert body["direction"] == ("UP" if expected >= manifest.threshold else "DOWN")
     assert body["model_id"] == manifest.model_id
     assert body["threshold"] == manifest.threshold
@@ -137,7 +137,7 @@ def test_batch_returns_rows_in_order(client: TestClient, manifest: ModelManifest
     body = response.json()
     expected = _reference_proba(client, manifest, rows)
     assert body["count"] == 3 and body["model_id"] == manifest.model_id
-    got = [item["probability_up"] for item in body["predictions"]]
+    got = [item["proba_up"] for item in body["predictions"]]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     assert [item["direction"] for item in body["predictions"]] == [
         "UP" if p >= manifest.threshold else "DOWN" for p in expected
@@ -152,7 +152,7 @@ def test_batch_accepts_an_arrow_stream(client: TestClient, manifest: ModelManife
     )
     assert response.status_code == 200, response.text
     expected = _reference_proba(client, manifest, rows)
-    got = [item["probability_up"] for item in response.json()["predictions"]]
+    got = [item["proba_up"] for item in response.json()["predictions"]]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
@@ -163,7 +163,7 @@ def test_batch_answers_in_arrow_when_asked(client: TestClient, manifest: ModelMa
     assert response.headers["content-type"] == ARROW_STREAM
     table = pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
     expected = _reference_proba(client, manifest, rows)
-    np.testing.assert_allclose(table.column("probability_up").to_numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(table.column("proba_up").to_numpy(), expected, atol=1e-12)
     directions = table.column("direction").to_pylist()
     assert directions == ["UP" if p >= manifest.threshold else "DOWN" for p in expected]
     metadata = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
@@ -263,7 +263,7 @@ def test_candles_predict_like_predict_latest(client: TestClient, manifest: Model
     body = response.json()
     settings = client.app.state.settings
     expected = predict_latest(load_model(settings.ml.registry_dir, manifest.model_id), candles)
-    assert body["probability_up"] == pytest.approx(expected.proba_up, abs=1e-12)
+    assert body["proba_up"] == pytest.approx(expected.proba_up, abs=1e-12)
     assert pd.Timestamp(body["candle_open"]) == candles.index[-1]
     assert body["dropped_forming_candle"] is False and body["candles_used"] == 600
 
