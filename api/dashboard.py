@@ -15,8 +15,8 @@ from api.deps import Pair
 from api.queries import accuracy_report, model_info
 from api.schemas import AccuracyOut, BacktestSummary, LoggedPrediction, ModelInfoOut
 from api.summaries import backtest_summary, finite_or_none, to_logged, walk_forward_metrics
-from core.errors import DataError
-from core.settings import Settings
+from core.errors import DataError, ModelError
+from core.settings import DecisionPolicy, Settings
 from data.cache import cache_path, read_cache
 from ml.features import build_features, feature_specs
 from ml.predict import feature_settings_of, required_candles
@@ -78,6 +78,8 @@ class Dashboard:
     classification_rows: list[tuple[str, Any, Any, Any]]
     trading_rows: list[tuple[str, Any, str]]
     baselines: Mapping[str, Any]
+    backtest_sample: str | None = None
+    action_rules: dict[str, str] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
 
 
@@ -125,6 +127,8 @@ def build_dashboard(
         classification_rows=_classification_rows(info, accuracy),
         trading_rows=_trading_rows(info.backtest if info else None),
         baselines=_baselines(info),
+        backtest_sample=sample_flag(info.backtest if info else None),
+        action_rules=_action_rules(store, latest),
         charts=_charts(info, accuracy, [to_logged(p) for p in history], nonce=script_nonce),
     )
 
@@ -208,6 +212,54 @@ def _classification_rows(
         (label, walk_forward.get(key), backtest.get(key), live.get(key))
         for key, label in CLASSIFICATION_ROWS
     ]
+
+
+def action_thresholds(policy: DecisionPolicy) -> str:
+    """The thresholds at which a policy acts, for the signal card.
+
+    >>> action_thresholds(DecisionPolicy())
+    'LONG at P(up) ≥ 0.55, out below 0.50'
+    >>> action_thresholds(DecisionPolicy(allow_short=True))
+    'LONG at P(up) ≥ 0.55, out below 0.50; SHORT at ≤ 0.45, out above 0.50'
+    """
+    if policy.stay_flat:
+        return "stays FLAT (no rule had enough evidence)"
+    text = f"LONG at P(up) ≥ {policy.entry_threshold:.2f}, out below {policy.exit_threshold:.2f}"
+    if policy.allow_short:
+        text += (
+            f"; SHORT at ≤ {policy.short_entry_threshold:.2f}, "
+            f"out above {policy.short_exit_threshold:.2f}"
+        )
+    return text
+
+
+def _action_rules(store: ModelCache, latest: list[LoggedPrediction]) -> dict[str, str]:
+    """The action thresholds of each latest signal's model, when it is still current."""
+    rules = {}
+    for prediction in latest:
+        try:
+            model = store.current_or_none(prediction.symbol, prediction.timeframe)
+        except ModelError:
+            continue  # the model card of that market says what is wrong
+        if model is not None and model.model_id == prediction.model_id:
+            rules[prediction.model_id] = action_thresholds(model.policy.policy)
+    return rules
+
+
+def sample_flag(backtest: BacktestSummary | None) -> str | None:
+    """None for an out-of-sample backtest; else why its figures flatter the model.
+
+    A backtest tested on candles the model was trained on (`cryptopred backtest --model-id`
+    of the current model) is `in_sample`; an old run may not say (unknown).
+    """
+    if backtest is None:
+        return None
+    in_sample = backtest.trading.get("in_sample")
+    if in_sample is False:
+        return None
+    if in_sample is True:
+        return "in-sample: this backtest tested candles the model was trained on"
+    return "not known to be out of sample: the run does not record it"
 
 
 def _trading_rows(backtest: BacktestSummary | None) -> list[tuple[str, Any, str]]:

@@ -117,6 +117,8 @@ ACCURACY_OUT: dict[str, Any] = {
     "window": 100,
     "n": 240,
     "accuracy": 0.521,
+    "accuracy_ci_low": 0.458,
+    "accuracy_ci_high": 0.583,
     "roc_auc": 0.534,
     "brier": 0.2491,
     "expected": {

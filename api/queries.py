@@ -88,6 +88,8 @@ def accuracy_report(
         window=window,
         n=live.n,
         accuracy=live.accuracy,
+        accuracy_ci_low=live.accuracy_ci[0] if live.accuracy_ci else None,
+        accuracy_ci_high=live.accuracy_ci[1] if live.accuracy_ci else None,
         roc_auc=live.roc_auc,
         brier=live.brier,
         expected=expectation(manifest, latest_backtest(session, chosen)),

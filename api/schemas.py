@@ -238,6 +238,12 @@ class AccuracyOut(_Out):
     window: int
     n: int
     accuracy: float | None
+    accuracy_ci_low: float | None = Field(
+        default=None, description="Wilson 95 % interval of `accuracy`, lower end"
+    )
+    accuracy_ci_high: float | None = Field(
+        default=None, description="Wilson 95 % interval of `accuracy`, upper end"
+    )
     roc_auc: float | None
     brier: float | None
     expected: Expectation

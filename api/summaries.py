@@ -14,7 +14,7 @@ import pandas as pd
 from api.schemas import BacktestSummary, Expectation, LoggedPrediction
 from core.timeframes import from_epoch_ms
 from ml.decision import ACTIONS
-from ml.evaluation import classification_metrics
+from ml.evaluation import classification_metrics, wilson_interval
 from ml.registry import ModelManifest
 from storage.repository import BacktestRun, StoredPrediction
 
@@ -67,6 +67,7 @@ class LiveAccuracy:
     roc_auc: float | None
     brier: float | None
     series: pd.DataFrame  # index candle_open; columns rolling_accuracy, n_in_window
+    accuracy_ci: tuple[float, float] | None = None  # Wilson 95 %
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -139,6 +140,7 @@ def live_accuracy(predictions: Sequence[StoredPrediction], *, window: int) -> Li
         roc_auc=finite_or_none(metrics.roc_auc),
         brier=finite_or_none(metrics.brier),
         series=series,
+        accuracy_ci=wilson_interval(round(metrics.accuracy * metrics.n), metrics.n),
     )
 
 

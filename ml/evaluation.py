@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 from sklearn import metrics as skm
 
 from core.errors import NotEnoughDataError
@@ -354,3 +354,32 @@ def roc_curve_points(y_true: ArrayLike, proba_up: ArrayLike) -> pd.DataFrame:
     fpr, tpr, thresholds = skm.roc_curve(y, proba)
     thresholds = np.where(np.isfinite(thresholds), thresholds, 1.0)
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds})
+
+
+def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (e.g. live accuracy over n predictions).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible for small n
+    (Wilson 1927; Brown, Cai & DasGupta 2001, "Interval Estimation for a Binomial Proportion").
+
+    >>> low, high = wilson_interval(121, 216)  # 56.0 % of 216
+    >>> round(low, 3), round(high, 3)
+    (0.494, 0.625)
+    >>> wilson_interval(0, 0)
+    (0.0, 1.0)
+
+    Raises:
+        ValueError: successes outside [0, n] or confidence outside (0, 1).
+    """
+    if not 0 <= successes <= n or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need 0 <= successes <= n and 0 < confidence < 1, got {successes}/{n}")
+    if n == 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(0.5 + confidence / 2))
+    share = successes / n
+    denominator = 1.0 + z * z / n
+    centre = (share + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denominator
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges (no
+    high = 1.0 if successes == n else min(1.0, centre + half)  # 0.9999999999 for 5 of 5)
+    return low, high

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 from sklearn import metrics as skm
 from sklearn.metrics import roc_auc_score
 
@@ -22,6 +23,7 @@ from ml.evaluation import (
     classification_metrics,
     classification_report_text,
     roc_curve_points,
+    wilson_interval,
 )
 
 Y = [1, 0, 1, 1, 0]
@@ -209,3 +211,18 @@ def test_assess_significance_discounts_overlapping_labels() -> None:
     many = assess_significance(y, proba, horizon_bars=24, **args)
     assert one.accuracy == many.accuracy
     assert many.p_value > one.p_value  # 100 effective trials instead of 2,400
+
+
+@pytest.mark.parametrize(("successes", "n"), [(121, 216), (0, 5), (5, 5), (1, 1), (530, 1000)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_wilson_interval_matches_scipy(successes: int, n: int, confidence: float) -> None:
+    expected = binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    low, high = wilson_interval(successes, n, confidence=confidence)
+    assert low == pytest.approx(expected.low, abs=1e-12)
+    assert high == pytest.approx(expected.high, abs=1e-12)
+    assert 0.0 <= low <= successes / n <= high <= 1.0
+
+
+def test_wilson_interval_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(6, 5)
