@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -79,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local Swagger UI assets (works offline)
+        redoc_url=None,  # ReDoc exists only on a CDN
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -95,8 +100,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (predictions, health, history, models, backtests, pages):  # hot routes first
         app.include_router(module.router)
+    _install_docs(app)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
+
+
+SWAGGER_STATIC = "/static/swagger"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """`/docs` with the Swagger UI of the `swagger-ui-bundle` package, served by this server
+    (FastAPI's default page loads it from a CDN: blank offline)."""
+    app.mount(
+        SWAGGER_STATIC,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
@@ -123,6 +152,6 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
-    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(SecurityHeadersMiddleware, exempt_paths=[p for p in docs if p])
+    # Swagger UI's page starts itself with an inline script
+    app.add_middleware(SecurityHeadersMiddleware, exempt_paths=["/docs"])
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.api.trusted_proxies)

@@ -66,8 +66,12 @@ def test_api_responses_and_files_get_the_strict_policy(client: TestClient) -> No
         assert policy["default-src"] == ["'none'"] and policy["frame-ancestors"] == ["'none'"]
 
 
-def test_api_docs_keep_their_cdn_scripts_but_cannot_be_framed(client: TestClient) -> None:
+def test_api_docs_load_local_assets_only_and_cannot_be_framed(client: TestClient) -> None:
     response = client.get("/docs")
     assert response.status_code == 200
+    assert "cdn.jsdelivr" not in response.text and "https://" not in response.text
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css"):
+        assert asset in response.text
+        assert client.get(asset).status_code == 200, asset
     _assert_common_headers(response)
     assert "content-security-policy" not in response.headers
