@@ -16,10 +16,13 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from backtests.conclusions import verdict_lines
 from backtests.decision_console import decision_table
+from backtests.formatting import fmt_num, fmt_pct
 from backtests.output import check_reports_dir, save_report
-from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
+from backtests.report import write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
+from backtests.run_record import record_run
 from backtests.sweep import (
     SweepResult,
     check_candle_sources,

@@ -12,17 +12,11 @@ import pandas as pd
 import pytest
 
 from backtests.charts import FIGURES, downsample, drawdown_of
-from backtests.report import (
-    HTML_NAME,
-    REPORT_SCHEMA_VERSION,
-    ReportFiles,
-    ensure_plotly_asset,
-    model_verdict,
-    record_run,
-    report_payload,
-    write_report,
-)
+from backtests.conclusions import model_verdict
+from backtests.report import ReportFiles, ensure_plotly_asset, write_report
+from backtests.report_json import HTML_NAME, REPORT_SCHEMA_VERSION, report_payload
 from backtests.run import BacktestResult
+from backtests.run_record import record_run
 from core.settings import Settings
 from storage.db import init_db, make_engine, make_session_factory, session_scope
 from storage.repository import list_backtest_runs
