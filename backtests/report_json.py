@@ -11,7 +11,9 @@ import pandas as pd
 
 from backtests.conclusions import model_verdict, verdict_lines
 from backtests.decision_report import choices_payload, decision_payload
+from backtests.headline import headline
 from backtests.run import BacktestResult, ModelBacktest, Segment
+from backtests.trade_stats import EXIT_REASONS, trade_records, trade_statistics
 from strategy.costs import to_bps
 
 REPORT_SCHEMA_VERSION = 2
@@ -50,7 +52,7 @@ def _segment_payload(segment: Segment) -> dict[str, Any]:
     }
 
 
-def _model_payload(model: ModelBacktest, fee_bps: float) -> dict[str, Any]:
+def _model_payload(model: ModelBacktest, fee_bps: float, timeframe: str) -> dict[str, Any]:
     fees = model.fee_sensitivity
     importances = model.importances.reset_index()
     importances.columns = ["feature", *importances.columns[1:]]
@@ -70,6 +72,7 @@ def _model_payload(model: ModelBacktest, fee_bps: float) -> dict[str, Any]:
         "significance": model.significance.to_dict(),
         "previous_return_auc": model.previous_return_auc,
         "trading": model.trading.to_dict(),
+        "trade_statistics": trade_statistics(model.run.trades, timeframe=timeframe).to_dict(),
         "excess_return": model.excess_return,
         "segments": [_segment_payload(segment) for segment in model.segments],
         "fee_sensitivity": {
@@ -123,6 +126,17 @@ def leaderboard_rows(result: BacktestResult) -> list[dict[str, Any]]:
     ]
 
 
+def trades_payload(result: BacktestResult) -> dict[str, Any]:
+    """The `trades` section: every trade of the headline path and its statistics."""
+    trades = result.selection.run.trades
+    return {
+        "source": result.selection.source,
+        "statistics": trade_statistics(trades, timeframe=result.timeframe).to_dict(),
+        "exit_reasons": dict(EXIT_REASONS),
+        "rows": trade_records(trades),
+    }
+
+
 def report_payload(result: BacktestResult) -> dict[str, Any]:
     """The JSON report (schema `REPORT_SCHEMA_VERSION`, documented in REPORT_SCHEMA.md)."""
     settings = result.settings
@@ -149,8 +163,10 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
             "end": settings.backtest.end,
         },
         "buy_and_hold": result.buy_and_hold.to_dict(),
+        "headline": headline(result).to_dict(),
         "decision": decision_payload(result),
-        "models": [_model_payload(model, fee_bps) for model in result.models],
+        "trades": trades_payload(result),
+        "models": [_model_payload(m, fee_bps, result.timeframe) for m in result.models],
         "leaderboard": leaderboard_rows(result),
         "verdict": verdict_lines(result),
         "files": {"html": HTML_NAME, "json": JSON_NAME},
