@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from backtests.run import BacktestResult, ModelBacktest
 from ml.evaluation import calibration_curve_points, roc_curve_points
+from strategy.costs import to_bps
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +348,7 @@ def fee_figure(result: BacktestResult) -> go.Figure:
             secondary_y=True,
         )
         _mark_break_even(fig, model, color)
-    configured = result.settings.strategy.fee_rate * 1e4
+    configured = to_bps(result.settings.strategy.fee_rate)
     fig.add_vline(x=configured, line={"color": "#555", "dash": "dot"}, annotation_text="configured")
     fig.add_hline(y=0, line={"color": "#999"}, secondary_y=False)
     fig.update_xaxes(title_text="fee per side (bps)")

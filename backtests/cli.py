@@ -16,10 +16,15 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from backtests.conclusions import verdict_lines
 from backtests.decision_console import decision_table
+from backtests.formatting import fmt_num, fmt_pct
+from backtests.headline import headline
+from backtests.headline_console import print_headline
 from backtests.output import check_reports_dir, save_report
-from backtests.report import fmt_num, fmt_pct, record_run, verdict_lines, write_report
+from backtests.report import write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
+from backtests.run_record import record_run
 from backtests.sweep import (
     SweepResult,
     check_candle_sources,
@@ -304,7 +309,7 @@ def sweep_command(
 
 # ----------------------------------------------------------------------------- console
 def print_report(result: BacktestResult, console: Console) -> None:
-    """The console report: banners, per-fold tables, leaderboard and the verdict."""
+    """The console report: banners, the headline cards, per-fold tables, leaderboard, verdict."""
     if result.data_source:
         style = "bold white on red" if result.is_sample else ""
         console.print(f"Data: {result.data_source}", style=style, highlight=False)
@@ -314,6 +319,8 @@ def print_report(result: BacktestResult, console: Console) -> None:
                 f"[bold white on red] IN-SAMPLE [/] {model.in_sample_bars:,} tested candles are "
                 f"inside the training range of {model.model_id}: not evidence."
             )
+    print_headline(headline(result), console)
+    for model in result.models:
         console.print(segment_table(result, model))
     if len(result.models) > 1:
         console.print(leaderboard_table(result))

@@ -6,26 +6,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from backtests.report import (
+from backtests.report import ReportFiles, write_report_files
+from backtests.report_html import render_page, run_context
+from backtests.report_json import (
     HTML_NAME,
     JSON_NAME,
     REPORT_SCHEMA_VERSION,
-    ReportFiles,
-    headline_metrics,
     json_ready,
     leaderboard_row,
-    render_page,
     report_payload,
-    run_context,
-    store_run,
-    stored_path,
-    write_report_files,
 )
+from backtests.run_record import headline_metrics, store_run, stored_path
 from backtests.sweep import SweepResult
 from core.settings import Settings
 from core.timeframes import to_epoch_ms
 from data.cache import symbol_slug
 from storage.repository import NewBacktestRun
+from strategy.costs import to_bps
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ def sweep_verdict(sweep: SweepResult) -> list[str]:
     significant = sum(model.significance.p_value < SIGNIFICANCE_LEVEL for _, model in pairs)
     corrected = sum(model.significance.p_value < SIGNIFICANCE_LEVEL / n for _, model in pairs)
     best_run, best = pairs[0]
-    fee_bps = sweep.settings.strategy.fee_rate * 1e4
+    fee_bps = to_bps(sweep.settings.strategy.fee_rate)
     return [
         f"{beat} of {n} (symbol, model) pairs BEAT their symbol's buy-and-hold; "
         f"{made} made money after costs ({fee_bps:g} bps fee per side).",

@@ -14,7 +14,8 @@ import pytest
 from markupsafe import escape
 from typer.testing import CliRunner
 
-from backtests.report import REPORT_SCHEMA_VERSION, ReportFiles, report_payload
+from backtests.report import ReportFiles
+from backtests.report_json import REPORT_SCHEMA_VERSION, report_payload
 from backtests.run import ModelBacktest, run_backtest
 from backtests.sweep import SweepResult, parse_symbols, run_sweep, task_settings
 from backtests.sweep_report import (
