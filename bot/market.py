@@ -12,6 +12,7 @@ import pandas as pd
 
 from bot.deps import BotDeps, tick_time_ms
 from bot.notify import SignalChange
+from bot.paper import costs_of, record_paper
 from bot.position import state_from_rows
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
@@ -22,6 +23,7 @@ from ml.decision import LivePolicy, PolicyState, history_bars_needed, positions_
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
+from serving.paper import Market
 from storage.db import session_scope
 from storage.records import NewPrediction, Outcome, StoredPrediction, encode_cursor
 from storage.repository import (
@@ -139,6 +141,7 @@ def predict_market(
             labels=realised_labels(artifact, candles),
         )
         resolved = resolve_predictions(session, outcomes)
+        record_paper(session, market=Market(**key), candles=candles, costs=costs_of(deps))
     change = _signal_change(rows, plan, step_ms) if written else None
     return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
 
