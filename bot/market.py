@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from bot.deps import BotDeps, tick_time_ms
-from bot.notify import SignalChange
-from bot.paper import costs_of, record_paper
+from bot.notify import DriftAlarm, SignalChange
+from bot.paper import costs_of, drift_change, record_paper
 from bot.position import state_from_rows
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
@@ -55,6 +55,7 @@ class MarketResult:
     written: int = 0
     resolved: int = 0
     signal_change: SignalChange | None = None
+    drift: DriftAlarm | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +142,12 @@ def predict_market(
             labels=realised_labels(artifact, candles),
         )
         resolved = resolve_predictions(session, outcomes)
-        record_paper(session, market=Market(**key), candles=candles, costs=costs_of(deps))
+        marks = record_paper(session, market=Market(**key), candles=candles, costs=costs_of(deps))
+        drift = drift_change(
+            session, artifact.manifest, market=Market(**key), new_marks=marks, new_outcomes=resolved
+        )
     change = _signal_change(rows, plan, step_ms) if written else None
-    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
+    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change, drift)
 
 
 def make_plan(

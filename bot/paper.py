@@ -18,11 +18,15 @@ import logging
 import pandas as pd
 
 from bot.deps import BotDeps
+from bot.notify import DriftAlarm
 from core.timeframes import from_epoch_ms, timeframe_to_ms
 from data.schema import index_to_epoch_ms
+from ml.registry import ModelManifest, ReturnBand
+from serving.expectation import ACCURACY_WINDOW, check_expectation
 from serving.paper import Market, PaperCandle, PaperCosts, advance_paper
 from storage.db import DbSession
-from storage.paper import insert_paper, last_paper_mark, market_decisions
+from storage.paper import insert_paper, last_paper_mark, list_paper_marks, market_decisions
+from storage.repository import resolved_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +88,56 @@ def _warn_gap(market: Market, last_ms: int, next_ms: int) -> None:
 def costs_of(deps: BotDeps) -> PaperCosts:
     """The paper account's costs: the backtest's (`strategy` settings)."""
     return PaperCosts.from_settings(deps.settings.strategy)
+
+
+def drift_change(
+    session: DbSession,
+    manifest: ModelManifest,
+    *,
+    market: Market,
+    new_marks: int,
+    new_outcomes: int,
+) -> DriftAlarm | None:
+    """A drift alarm raised or cleared by this tick's new marks and outcomes, else None.
+
+    The check before the tick is the same check without them, so whichever bot wrote the
+    marks notifies once (a bot that lost the race wrote none), also after a restart.
+    """
+    if new_marks <= 0 and new_outcomes <= 0:
+        return None
+    longest = max((band.window_bars for band in _bands(manifest)), default=0)
+    marks = list_paper_marks(
+        session, symbol=market.symbol, timeframe=market.timeframe, limit=longest + 1 + new_marks
+    )
+    predictions = resolved_predictions(
+        session,
+        symbol=market.symbol,
+        timeframe=market.timeframe,
+        model_id=manifest.model_id,
+        limit=ACCURACY_WINDOW + new_outcomes,
+    )
+    equity = [mark.equity for mark in marks]
+    outcomes = [bool(p.is_correct) for p in predictions]
+    now = check_expectation(manifest, equity=equity, outcomes=outcomes)
+    before = check_expectation(
+        manifest,
+        equity=equity[: len(equity) - new_marks],
+        outcomes=outcomes[: len(outcomes) - new_outcomes],
+    )
+    if now.alarm == before.alarm or not marks:
+        return None
+    if now.alarm:
+        logger.warning("%s %s: DRIFT ALARM: %s", market.symbol, market.timeframe, now.reasons)
+    return DriftAlarm(
+        exchange=market.exchange,
+        symbol=market.symbol,
+        timeframe=market.timeframe,
+        candle_open_ms=marks[-1].candle_open_ms,
+        model_id=manifest.model_id,
+        raised=now.alarm,
+        reasons=now.reasons,
+    )
+
+
+def _bands(manifest: ModelManifest) -> tuple[ReturnBand, ...]:
+    return manifest.decision.return_bands if manifest.decision else ()

@@ -116,14 +116,20 @@ def last_paper_mark(
     return None if row is None else _to_mark(row)
 
 
-def list_paper_marks(session: Session, *, symbol: str, timeframe: str) -> list[PaperMark]:
-    """Every mark of a market's paper account, oldest first."""
+def list_paper_marks(
+    session: Session, *, symbol: str, timeframe: str, limit: int | None = None
+) -> list[PaperMark]:
+    """A market's paper marks, oldest first (with `limit`, the newest `limit` of them)."""
     stmt = (
         select(PaperMarkRow)
         .where(PaperMarkRow.symbol == symbol, PaperMarkRow.timeframe == timeframe)
-        .order_by(PaperMarkRow.candle_open_ms, PaperMarkRow.exchange)
+        .order_by(PaperMarkRow.candle_open_ms.desc(), PaperMarkRow.exchange)
     )
-    return [_to_mark(row) for row in session.scalars(stmt)]
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    marks = [_to_mark(row) for row in session.scalars(stmt)]
+    marks.reverse()
+    return marks
 
 
 def list_paper_orders(
