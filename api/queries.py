@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from api.models import LoadedModel, ModelStore
+from api.paper import expectation_out
 from api.schemas import (
     AccuracyOut,
     AccuracyPoint,
@@ -27,6 +28,7 @@ from core.timeframes import from_epoch_ms, tick_interval_ms, to_epoch_ms
 from ml.features import feature_specs
 from ml.predict import feature_settings_of
 from ml.registry import ModelManifest, read_manifest
+from serving.track_record import market_expectation
 from storage.db import check_connection, session_scope
 from storage.repository import (
     BotRun,
@@ -91,6 +93,9 @@ def accuracy_report(
         brier=live.brier,
         expected=expectation(manifest, latest_backtest(session, chosen)),
         series=_points(live.series),
+        drift=expectation_out(
+            market_expectation(session, manifest, symbol=symbol, timeframe=timeframe)
+        ),
     )
 
 

@@ -361,7 +361,7 @@ def wilson_interval(n_correct: int, n: int, *, z: float = 1.96) -> tuple[float, 
     0 or 1, unlike the normal interval). `z` = 1.96 for 95 %, 2.576 for 99 %.
 
     >>> tuple(round(x, 4) for x in wilson_interval(56, 100))
-    (0.4622, 0.6532)
+    (0.4623, 0.6533)
     >>> wilson_interval(0, 0)
     (0.0, 1.0)
     """
