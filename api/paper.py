@@ -18,18 +18,6 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, protected_namespaces=())
 
 
-class BandOut(_Out):
-    """Quantiles of the out-of-sample net return over `window_bars` candles."""
-
-    window_bars: int
-    n_windows: int
-    p01: float
-    p05: float
-    p50: float
-    p95: float
-    p99: float
-
-
 class ExpectationOut(_Out):
     """Live vs expectation: the return band check, the accuracy check and the alarm.
 
@@ -39,7 +27,7 @@ class ExpectationOut(_Out):
     which check could not be made and why (e.g. an old model without a band).
     """
 
-    band: BandOut | None
+    band: ReturnBand | None
     live_return: float | None
     accuracy_n: int
     live_accuracy: float | None
@@ -153,7 +141,7 @@ def expectation_out(check: Expectation) -> ExpectationOut:
     band: ReturnBand | None = check.returns.band if check.returns else None
     acc = check.accuracy
     return ExpectationOut(
-        band=BandOut(**band.model_dump()) if band else None,
+        band=band,
         live_return=check.returns.live_return if check.returns else None,
         accuracy_n=acc.n if acc else 0,
         live_accuracy=acc.accuracy if acc else None,
