@@ -26,7 +26,7 @@ from api.limits import (
     RateLimitMiddleware,
     parse_rate_limit,
 )
-from api.routes import backtests, health, history, models, pages, predictions
+from api.routes import backtests, health, history, models, pages, paper, predictions
 from core.logging import setup_logging
 from core.settings import Settings, load_settings
 from serving.models import POINTER_RECHECK_SECONDS, ModelCache
@@ -98,7 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = pages.make_templates()
     _install_middleware(app, settings)
     install_error_handlers(app)
-    for module in (predictions, health, history, models, backtests, pages):  # hot routes first
+    for module in (
+        predictions,
+        health,
+        history,
+        paper,
+        models,
+        backtests,
+        pages,
+    ):  # hot routes first
         app.include_router(module.router)
     _install_docs(app)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -137,3 +137,79 @@ def figure_html(fig: go.Figure, *, div_id: str, nonce: str | None = None) -> str
     )
     # the first tag is the fragment's own script; its JSON data escapes "<" (\u003c)
     return html if nonce is None else html.replace("<script", f'<script nonce="{nonce}"', 1)
+
+
+def paper_figure(equity: pd.DataFrame) -> go.Figure:
+    """Paper equity and buy-and-hold equity since the paper account started.
+
+    Args:
+        equity: index = candle open time; columns `equity` and `buy_and_hold`.
+    """
+    fig = go.Figure()
+    for column, label, colour in (
+        ("equity", "paper (policy, fees, slippage)", LINE_COLOUR),
+        ("buy_and_hold", "buy & hold", REFERENCE_COLOURS[2]),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=equity.index,
+                y=equity[column],
+                mode="lines",
+                name=label,
+                line={"color": colour, "width": 2 if column == "equity" else 1.5},
+                hovertemplate="%{x|%Y-%m-%d %H:%M}Z<br>%{y:,.2f}<extra></extra>",
+            )
+        )
+    fig.update_layout(**_LAYOUT, title="Paper equity vs buy & hold")
+    fig.update_yaxes(title="equity")
+    return fig
+
+
+def band_figure(returns: pd.Series, *, window_bars: int, band: Mapping[str, float]) -> go.Figure:
+    """Rolling paper net return over `window_bars` candles inside the out-of-sample band.
+
+    Args:
+        returns: index = candle open time; the paper return over the preceding window.
+        band: quantiles `p01`, `p05`, `p50`, `p95`, `p99` of the out-of-sample returns.
+    """
+    fig = go.Figure()
+    if len(returns):
+        x = [returns.index[0], returns.index[-1]]
+        fig.add_trace(go.Scatter(x=x, y=[band["p05"]] * 2, mode="lines", line={"width": 0},
+                                 showlegend=False, hoverinfo="skip"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[band["p95"]] * 2,
+                mode="lines",
+                fill="tonexty",
+                fillcolor="rgba(9, 105, 218, 0.12)",
+                line={"width": 0},
+                name="expected 5-95 %",
+                hoverinfo="skip",
+            )
+        )
+        for key, label in (("p01", "alarm below (1 %)"), ("p99", "alarm above (99 %)")):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[band[key]] * 2,
+                    mode="lines",
+                    name=label,
+                    line={"color": DOWN_COLOUR, "dash": "dash", "width": 1},
+                    hovertemplate=f"{label} {band[key]:.2%}<extra></extra>",
+                )
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=returns.index,
+            y=returns,
+            mode="lines",
+            name=f"paper, last {window_bars} candles",
+            line={"color": LINE_COLOUR, "width": 2},
+            hovertemplate="%{x|%Y-%m-%d %H:%M}Z<br>%{y:.2%}<extra></extra>",
+        )
+    )
+    fig.update_layout(**_LAYOUT, title=f"{window_bars}-candle net return vs expectation band")
+    fig.update_yaxes(tickformat=".1%", title="net return")
+    return fig

@@ -10,8 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from api.charts import accuracy_figure, figure_html, importance_figure, probability_figure
+from api.charts import (
+    accuracy_figure,
+    band_figure,
+    figure_html,
+    importance_figure,
+    paper_figure,
+    probability_figure,
+)
 from api.deps import Pair
+from api.paper import PaperOut, paper_report
 from api.queries import accuracy_report, model_info
 from api.schemas import AccuracyOut, BacktestSummary, LoggedPrediction, ModelInfoOut
 from api.summaries import backtest_summary, finite_or_none, to_logged, walk_forward_metrics
@@ -81,6 +89,7 @@ class Dashboard:
     backtest_sample: str | None = None
     action_rules: dict[str, str] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
+    paper: PaperOut | None = None
 
 
 def build_dashboard(
@@ -113,6 +122,13 @@ def build_dashboard(
     ).items
     latest = [to_logged(p) for p in latest_predictions(session)]
     form, source = indicator_form(settings, model)
+    paper = paper_report(
+        session,
+        model.manifest if model else None,
+        symbol=pair.symbol,
+        timeframe=pair.timeframe,
+    )
+    charts = _charts(info, accuracy, [to_logged(p) for p in history], nonce=script_nonce)
     return Dashboard(
         pair=pair,
         pairs=_pairs(store, latest),
@@ -129,8 +145,29 @@ def build_dashboard(
         baselines=_baselines(info),
         backtest_sample=sample_flag(info.backtest if info else None),
         action_rules=_action_rules(store, latest),
-        charts=_charts(info, accuracy, [to_logged(p) for p in history], nonce=script_nonce),
+        charts={**charts, **paper_charts(paper, nonce=script_nonce)},
+        paper=paper,
     )
+
+
+def paper_charts(paper: PaperOut, *, nonce: str | None) -> dict[str, str]:
+    """The paper panel's charts: equity vs buy-and-hold, and the rolling return in its band."""
+    if not paper.equity:
+        return {}
+    frame = pd.DataFrame(
+        {
+            "equity": [p.equity for p in paper.equity],
+            "buy_and_hold": [p.buy_and_hold for p in paper.equity],
+        },
+        index=pd.DatetimeIndex([p.candle_open for p in paper.equity]),
+    )
+    charts = {"paper": figure_html(paper_figure(frame), div_id="chart-paper", nonce=nonce)}
+    band = paper.expectation.band
+    if band is not None:
+        rolling = (frame["equity"] / frame["equity"].shift(band.window_bars) - 1).dropna()
+        figure = band_figure(rolling, window_bars=band.window_bars, band=band.model_dump())
+        charts["band"] = figure_html(figure, div_id="chart-band", nonce=nonce)
+    return charts
 
 
 def _no_model(pair: Pair) -> str:

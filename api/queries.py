@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from api.paper import expectation_out
 from api.schemas import (
     AccuracyOut,
     AccuracyPoint,
@@ -28,6 +29,7 @@ from ml.features import feature_specs
 from ml.predict import feature_settings_of
 from ml.registry import ModelManifest, read_manifest
 from serving.models import ModelCache, ServedModel
+from serving.track_record import market_expectation
 from storage.db import check_connection, session_scope
 from storage.repository import (
     BotRun,
@@ -94,6 +96,9 @@ def accuracy_report(
         brier=live.brier,
         expected=expectation(manifest, latest_backtest(session, chosen)),
         series=_points(live.series),
+        drift=expectation_out(
+            market_expectation(session, manifest, symbol=symbol, timeframe=timeframe)
+        ),
     )
 
 

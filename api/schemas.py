@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import examples
+from api.paper import ExpectationOut
 from core.settings import DecisionPolicy
 from core.types import Direction, Timeframe
 from ml.decision import Action, PolicySource
@@ -248,6 +249,8 @@ class AccuracyOut(_Out):
     brier: float | None
     expected: Expectation
     series: list[AccuracyPoint]
+    drift: ExpectationOut | None = None
+    """The drift check of the pair's paper account and current model (see `/paper`)."""
 
 
 # ------------------------------------------------------------------------------ models

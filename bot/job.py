@@ -174,10 +174,9 @@ def _log_predictions(result: MarketResult) -> None:
 
 
 def _notify_signal_change(deps: BotDeps, result: MarketResult) -> None:
-    change = result.signal_change
-    if deps.notifier is None or change is None:
-        return
-    deps.notifier.notify(change)
+    for change in (result.signal_change, result.drift):
+        if deps.notifier is not None and change is not None:
+            deps.notifier.notify(change)
 
 
 def _record_heartbeat(deps: BotDeps, report: TickReport, run_id: int) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from bot.deps import BotDeps, tick_time_ms
-from bot.notify import SignalChange
+from bot.notify import DriftAlarm, SignalChange
+from bot.paper import costs_of, drift_change, record_paper
 from bot.position import state_from_rows
 from core.errors import ConfigError, TemporaryExchangeError
 from core.settings import BotSettings
@@ -22,6 +23,7 @@ from ml.decision import LivePolicy, PolicyState, history_bars_needed, positions_
 from ml.labels import triple_barrier_outcome
 from ml.predict import direction_of, predict_history, required_candles
 from ml.registry import ModelArtifact
+from serving.paper import Market
 from storage.db import session_scope
 from storage.records import NewPrediction, Outcome, StoredPrediction, encode_cursor
 from storage.repository import (
@@ -53,6 +55,7 @@ class MarketResult:
     written: int = 0
     resolved: int = 0
     signal_change: SignalChange | None = None
+    drift: DriftAlarm | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +142,12 @@ def predict_market(
             labels=realised_labels(artifact, candles),
         )
         resolved = resolve_predictions(session, outcomes)
+        marks = record_paper(session, market=Market(**key), candles=candles, costs=costs_of(deps))
+        drift = drift_change(
+            session, artifact.manifest, market=Market(**key), new_marks=marks, new_outcomes=resolved
+        )
     change = _signal_change(rows, plan, step_ms) if written else None
-    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change)
+    return MarketResult(symbol, timeframe, step_ms, tuple(rows), written, resolved, change, drift)
 
 
 def make_plan(

@@ -1,4 +1,4 @@
-"""Signal-change notifications: a JSON POST to a webhook from a background thread."""
+"""Signal-change and drift-alarm notifications: a JSON POST to a webhook from a thread."""
 
 from __future__ import annotations
 
@@ -88,6 +88,47 @@ class SignalChange:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class DriftAlarm:
+    """Live results left (`raised`) or came back into (not `raised`) what the model's
+    validation promised (`serving.expectation`), at the mark of `candle_open_ms`."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    candle_open_ms: int
+    model_id: str
+    raised: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """One line for chat webhooks."""
+        if not self.raised:
+            return f"{self.symbol} {self.timeframe}: drift alarm cleared (model {self.model_id})"
+        return (
+            f"{self.symbol} {self.timeframe}: DRIFT ALARM: {'; '.join(self.reasons)} "
+            f"(model {self.model_id})"
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body of the webhook POST."""
+        return {
+            "event": "drift_alarm_raised" if self.raised else "drift_alarm_cleared",
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "candle_open": from_epoch_ms(self.candle_open_ms).isoformat(),
+            "model_id": self.model_id,
+            "reasons": list(self.reasons),
+            "text": self.text,
+        }
+
+
+Notification = SignalChange | DriftAlarm
+"""What the bot tells its webhook about."""
+
+
 def _sized(action: str, size: float) -> str:
     """An action and its size for messages.
 
@@ -100,7 +141,7 @@ def _sized(action: str, size: float) -> str:
 class Notifier(Protocol):
     """Something told about signal changes; `notify` must return at once."""
 
-    def notify(self, change: SignalChange) -> None:
+    def notify(self, change: Notification) -> None:
         """Queue one notification."""
         ...
 
@@ -134,7 +175,7 @@ class WebhookNotifier:
         self._post = post
         self._sleep = sleep
         self._backoff_seconds = backoff_seconds
-        self._queue: queue.Queue[SignalChange | None] = queue.Queue()
+        self._queue: queue.Queue[Notification | None] = queue.Queue()
         self.delivered = 0
         self.failed = 0
         self._thread = threading.Thread(target=self._work, name="webhook", daemon=True)
@@ -145,7 +186,7 @@ class WebhookNotifier:
         """The webhook's host (safe to log)."""
         return urlsplit(self._url).netloc
 
-    def notify(self, change: SignalChange) -> None:
+    def notify(self, change: Notification) -> None:
         """Queue the change; returns immediately."""
         self._queue.put(change)
 
@@ -170,7 +211,7 @@ class WebhookNotifier:
             else:
                 self.failed += 1
 
-    def _deliver(self, change: SignalChange) -> bool:
+    def _deliver(self, change: Notification) -> bool:
         payload = change.payload()
         problem = ""
         for attempt in range(1, self._cfg.max_attempts + 1):

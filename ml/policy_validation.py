@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.settings import DecisionSettings, Settings
+from ml.decision import positions_for_policies
+from ml.expectation import return_bands
 from ml.overfitting import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -22,7 +25,7 @@ from ml.policy_search import (
     describe_policy,
     search_policies,
 )
-from ml.registry import ValidatedPolicy
+from ml.registry import ReturnBand, ValidatedPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +59,15 @@ def validate_policy(
     when the rule chose to stay flat.
     """
     cfg = settings.decision
+    prices = candles.reindex(proba_up.index)
     if cfg.mode == "fixed":
         fixed = ValidatedPolicy(
-            policy=cfg.policy, chosen_by="config (decision.mode: fixed)", n_candidates=1
+            policy=cfg.policy,
+            chosen_by="config (decision.mode: fixed)",
+            n_candidates=1,
+            return_bands=_fixed_bands(proba_up, prices, settings),
         )
         return fixed, 0
-    prices = candles.reindex(proba_up.index)
     windows = prediction_windows(folds)
     n_rows = len(proba_up)
     search = search_policies(
@@ -103,9 +109,9 @@ def _nested_evidence(
     cfg: DecisionSettings,
     position_fraction: float,
     cost_per_side: float,
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Net return of the traded nested path (return model, switching costs included),
-    buy-and-hold, its DSR and the PBO of the candidates."""
+    buy-and-hold, its DSR, the PBO of the candidates and the path's expectation bands."""
     side, size = chosen_path(search.side, search.size, nested)
     close = prices["close"].to_numpy("float64")
     path = candidate_returns(
@@ -126,8 +132,28 @@ def _nested_evidence(
     if search.n_candidates > 1 and len(simple) >= 4 * cfg.pbo_blocks:
         pbo = probability_of_backtest_overfitting(simple, n_blocks=cfg.pbo_blocks).probability
     return {
+        "return_bands": return_bands(log_net),
         "nested_net_return": float(np.expm1(log_net.sum())),
         "nested_buy_and_hold_return": float(close[-1] / close[0] - 1),
         "deflated_sharpe": deflated.probability,
         "probability_of_overfitting": pbo,
     }
+
+
+def _fixed_bands(
+    proba_up: pd.DataFrame, prices: pd.DataFrame, settings: Settings
+) -> tuple[ReturnBand, ...]:
+    """Expectation bands of the configured policy over the first stream's predictions."""
+    strategy = settings.strategy
+    side, size = positions_for_policies(
+        proba_up.iloc[:, 0].to_numpy("float64"), [settings.decision.policy]
+    )
+    path = candidate_returns(
+        side,
+        size,
+        open_=prices["open"].to_numpy("float64"),
+        close=prices["close"].to_numpy("float64"),
+        position_fraction=strategy.position_fraction,
+        cost_per_side=strategy.fee_rate + strategy.slippage_bps * _BPS,
+    )
+    return return_bands(path.log_net[:, 0])

@@ -64,6 +64,20 @@ class WalkForwardSummary(_Typed):
         return float(value) if isinstance(value, int | float) else None
 
 
+class ReturnBand(_Typed):
+    """Quantiles of the net return over `window_bars` candles of the validated policy's
+    out-of-sample path (every window of that length, overlapping): what live trading should
+    look like over as many candles. `p01` .. `p99` are the 1st .. 99th percentiles."""
+
+    window_bars: int
+    n_windows: int
+    p01: float
+    p05: float
+    p50: float
+    p95: float
+    p99: float
+
+
 class ValidatedPolicy(_Typed):
     """The decision policy the bot and the API trade for this model, and its evidence.
 
@@ -79,6 +93,8 @@ class ValidatedPolicy(_Typed):
     nested_buy_and_hold_return: float | None = None
     deflated_sharpe: float | None = None
     probability_of_overfitting: float | None = None
+    return_bands: tuple[ReturnBand, ...] = ()
+    """Expectation bands (empty for models trained before they were recorded)."""
 
 
 class ModelManifest(BaseModel):

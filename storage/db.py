@@ -141,6 +141,8 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) ->
 
 SessionFactory = sessionmaker[Session]
 """The type `make_session_factory` returns, for layers that may not import sqlalchemy."""
+DbSession = Session
+"""A database session, for layers that may not import sqlalchemy."""
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

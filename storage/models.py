@@ -147,3 +147,57 @@ class ModelEventRow(Base):
     event: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PaperMarkRow(Base):
+    """One candle of a market's paper account: its prices, the book after it, the target."""
+
+    __tablename__ = "paper_marks"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange", "symbol", "timeframe", "candle_open_ms", name="uq_paper_marks_candle"
+        ),
+        CheckConstraint("target_side IN (-1, 0, 1)", name="target_side"),
+    )
+
+    id: Mapped[int] = mapped_column(IntId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    candle_open_ms: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    cash: Mapped[float] = mapped_column(Float)
+    units: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+    target_side: Mapped[int] = mapped_column(SmallInteger)
+    target_size: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class PaperOrderRow(Base):
+    """A paper order decided at one candle's close and filled (or refused) at the next open."""
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange", "symbol", "timeframe", "fill_open_ms", "role", name="uq_paper_orders_fill"
+        ),
+        CheckConstraint("role IN ('entry', 'exit')", name="role"),
+        CheckConstraint("status IN ('filled', 'rejected')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(IntId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    decision_open_ms: Mapped[int] = mapped_column(BigInteger)
+    fill_open_ms: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8))
+    units: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)
+    fee: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str | None] = mapped_column(String(128))

@@ -16,7 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from core.errors import StorageError
-from storage.models import PredictionRow
+from storage.models import Base, PredictionRow
 from storage.records import (
     BacktestRun,
     BotRun,
@@ -58,6 +58,7 @@ __all__ = [
     "add_model_event",
     "finish_bot_run",
     "get_backtest_run",
+    "insert_ignoring_duplicates",
     "insert_predictions",
     "last_prediction_open_ms",
     "latest_backtest_for_model",
@@ -93,26 +94,29 @@ def insert_predictions(session: Session, rows: Sequence[NewPrediction]) -> int:
     for start in range(0, len(rows), _INSERT_CHUNK_ROWS):
         chunk = rows[start : start + _INSERT_CHUNK_ROWS]
         values = [_prediction_values(row) for row in chunk]
-        new += len(session.execute(_insert_ignoring_duplicates(session, values)).all())
+        new += len(session.execute(insert_ignoring_duplicates(session, values)).all())
     logger.debug("Inserted %d new of %d predictions", new, len(rows))
     return new
 
 
-def _insert_ignoring_duplicates(session: Session, values: list[dict[str, Any]]) -> Any:
+def insert_ignoring_duplicates(
+    session: Session,
+    values: list[dict[str, Any]],
+    *,
+    table: type[Base] = PredictionRow,
+    key: Sequence[str] = PREDICTION_KEY,
+) -> Any:
+    """`INSERT .. ON CONFLICT (key) DO NOTHING RETURNING id` for SQLite and PostgreSQL."""
     dialect = session.get_bind().dialect.name
+    id_column = table.__table__.c.id
     if dialect == "sqlite":
-        sqlite_stmt = sqlite.insert(PredictionRow).values(values)
-        return sqlite_stmt.on_conflict_do_nothing(index_elements=PREDICTION_KEY).returning(
-            PredictionRow.id
-        )
+        sqlite_stmt = sqlite.insert(table).values(values)
+        return sqlite_stmt.on_conflict_do_nothing(index_elements=key).returning(id_column)
     if dialect == "postgresql":
-        pg_stmt = postgresql.insert(PredictionRow).values(values)
-        return pg_stmt.on_conflict_do_nothing(index_elements=PREDICTION_KEY).returning(
-            PredictionRow.id
-        )
+        pg_stmt = postgresql.insert(table).values(values)
+        return pg_stmt.on_conflict_do_nothing(index_elements=key).returning(id_column)
     raise StorageError(
-        f"Idempotent prediction inserts support SQLite and PostgreSQL, not {dialect!r}; "
-        "change storage.db_url"
+        f"Idempotent inserts support SQLite and PostgreSQL, not {dialect!r}; change storage.db_url"
     )
 
 

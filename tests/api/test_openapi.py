@@ -31,6 +31,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/predict/candles"),
     ("get", "/predictions"),
     ("get", "/accuracy"),
+    ("get", "/paper"),
     ("get", "/backtests"),
     ("get", "/backtests/{run_id}"),
     ("get", "/backtests/{run_id}/report"),

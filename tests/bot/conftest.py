@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.deps import BotDeps
-from bot.notify import SignalChange
+from bot.notify import DriftAlarm, Notification, SignalChange
 from core.settings import Settings
 from core.timeframes import timeframe_to_ms
 from data.schema import index_to_epoch_ms
@@ -163,10 +163,14 @@ class RecordingNotifier:
     """A `Notifier` that keeps what it was told."""
 
     changes: list[SignalChange] = field(default_factory=list)
+    alarms: list[DriftAlarm] = field(default_factory=list)
     closed: bool = False
 
-    def notify(self, change: SignalChange) -> None:
-        self.changes.append(change)
+    def notify(self, change: Notification) -> None:
+        if isinstance(change, DriftAlarm):
+            self.alarms.append(change)
+        else:
+            self.changes.append(change)
 
     def close(self, *, timeout_seconds: float = 10.0) -> None:
         self.closed = True

@@ -24,6 +24,8 @@ from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
+REPLAY_COSTS = {"fee_rate": 0.001, "slippage_bps": 5.0, "position_fraction": 0.95}
+"""The bots' (and so their paper accounts') trading costs."""
 
 
 def wait_for(
@@ -111,6 +113,7 @@ def write_bot_config(
             "retry": {"max_attempts": 6, "backoff_seconds": 0.05, "max_backoff_seconds": 2.0},
         },
         "ml": {"registry_dir": str(registry)},
+        "strategy": dict(REPLAY_COSTS),
         "bot": {"clock": "exchange", "poll_seconds": 0.1, "max_backfill_bars": 100, **bot},
         "storage": {"db_url": db_url or f"sqlite:///{workdir / 'bot.db'}"},
         "data": {"cache_dir": str(workdir / f"cache-{name}")},

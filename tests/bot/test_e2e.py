@@ -7,6 +7,7 @@ faulty replay run side by side.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,12 @@ from tests.bot.replay import (
     SECONDS_PER_CANDLE,
     assert_one_per_closed_candle,
     assert_resolved_but_last,
+    paper_vs_backtest,
     prediction_rows,
 )
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 
 TARGET_PREDICTIONS = 200
 
@@ -50,11 +53,17 @@ class Replay:
     stop_seconds: float
     last_closed_at_stop_ms: int
     log: str
+    db: Path
 
 
 @pytest.fixture(scope="module")
 def artifact(replay_registry: Path) -> ModelArtifact:
     return load_current_model(replay_registry, "BTC/USDT", "1h")
+
+
+@pytest.fixture(scope="module")
+def db_paths(replays: dict[str, Replay]) -> dict[str, Path]:
+    return {name: replay.db for name, replay in replays.items()}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +98,7 @@ def replays(
                 stop_seconds=bot.stop_seconds or 0.0,
                 last_closed_at_stop_ms=last_closed,
                 log=bot.log.read_text(encoding="utf-8"),
+                db=db,
             )
         yield results
     finally:
@@ -149,6 +159,16 @@ def test_e2e_live_proba_equals_backtest_path(
         assert replay.rows["proba_up"].to_numpy() == pytest.approx(expected, rel=1e-9)
 
 
+def test_e2e_paper_equity_equals_the_backtest(
+    replays: dict[str, Replay], served: pd.DataFrame, artifact: ModelArtifact, db_paths: dict
+) -> None:
+    for name, db in db_paths.items():
+        difference = paper_vs_backtest(db, served, artifact)
+        logger.info(
+            "paper vs backtest, %s replay: max |equity difference| = %.3e", name, difference
+        )
+
+
 def test_e2e_kill_9_then_restart_backfills_missed_candles(
     tmp_path: Path, replay_registry: Path, served: pd.DataFrame
 ) -> None:
@@ -185,3 +205,6 @@ def test_e2e_kill_9_then_restart_backfills_missed_candles(
     assert missed["is_backfill"].astype(bool).all()
     runs = query(db, "SELECT status FROM bot_runs ORDER BY id")
     assert runs == [("running",), ("stopped",)]  # kill -9 leaves the first run unfinished
+    artifact = load_current_model(replay_registry, "BTC/USDT", "1h")
+    difference = paper_vs_backtest(db, served, artifact)
+    logger.info("paper vs backtest, kill -9 + backfill: max |equity difference| = %.3e", difference)

@@ -11,6 +11,7 @@ they really migrate at the same moment (and the wait proves both take the lock).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,11 +38,13 @@ from tests.bot.replay import (
     SECONDS_PER_CANDLE,
     assert_one_per_closed_candle,
     assert_resolved_but_last,
+    paper_vs_backtest,
     prediction_rows,
 )
 from tests.pg import BACKENDS, HeldMigrationLock, database_url, with_application_name
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 
 TARGET_PREDICTIONS = 60
 DUPLICATES_SQL = (
@@ -200,6 +203,16 @@ def test_two_bots_store_the_backtest_proba(
     # 1e-9 also checks the column keeps a double (a 4-byte REAL would be off by ~1e-7)
     assert two_bots.rows["proba_up"].to_numpy() == pytest.approx(
         backtest.reindex(stamps).to_numpy(), rel=1e-9
+    )
+
+
+def test_two_bots_paper_equity_equals_the_backtest(
+    two_bots: SharedRun, shared_url: str, served: pd.DataFrame, replay_registry: Path
+) -> None:
+    artifact = load_current_model(replay_registry, "BTC/USDT", "1h")
+    difference = paper_vs_backtest(shared_url, served, artifact)
+    logger.info(
+        "paper vs backtest, two bots on %s: max |difference| = %.3e", shared_url[:10], difference
     )
 
 

@@ -48,6 +48,6 @@ def test_two_processes_init_db_at_once(db_url: str) -> None:
     outcomes = _run_two(workers.migrate, (db_url,), (db_url,))
     assert outcomes == [None, None]
     engine = make_engine(db_url)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert table_row_counts(engine)["alembic_version"] == 1
     engine.dispose()

@@ -39,7 +39,15 @@ from storage.repository import (
 )
 from tests.storage.factories import make_new_prediction
 
-TABLES = {"predictions", "bot_runs", "backtest_runs", "model_events", "alembic_version"}
+TABLES = {
+    "predictions",
+    "bot_runs",
+    "backtest_runs",
+    "model_events",
+    "paper_marks",
+    "paper_orders",
+    "alembic_version",
+}
 
 
 def _pragma(engine: Engine, name: str) -> object:
@@ -222,7 +230,7 @@ def test_read_only_scope_is_deferred_and_would_hit_busy_snapshot(tmp_path: Path)
 
 
 def test_init_db_creates_schema_at_head(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     assert set(table_row_counts(engine)) == TABLES
 
 
@@ -234,7 +242,7 @@ def test_init_db_twice_is_a_no_op(engine: Engine) -> None:
     init_db(engine)
     assert table_row_counts(engine) == before
     assert before["alembic_version"] == 1
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
 
 
 def test_migrations_match_models(engine: Engine) -> None:
@@ -281,7 +289,7 @@ def test_migration_0002_adds_size_and_keeps_old_rows(db_url: str) -> None:
         }
         conn.execute(sa.insert(sa.table("predictions", *map(sa.column, values))), [values])
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == head_revision()
     assert {"size", "policy_source"} <= _columns(engine, "predictions")
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
