@@ -340,15 +340,17 @@ def chart_divs(result: BacktestResult, *, prefix: str = "") -> dict[str, str]:
 
     Keys (and div ids after `chart-`) are `prefix + name`: unique when one page shows several runs.
     """
+    figures = {name: build(result) for name, build in {**DECISION_FIGURES, **FIGURES}.items()}
     return {
         prefix + name: pio.to_html(
-            build(result),
+            figure,
             include_plotlyjs=False,
             full_html=False,
             div_id=f"chart-{prefix}{name}",
             config={"responsive": True, "displaylogo": False},
         )
-        for name, build in {**DECISION_FIGURES, **FIGURES}.items()
+        for name, figure in figures.items()
+        if figure is not None  # a chart with nothing to show (no trade to zoom on) is left out
     }
 
 
