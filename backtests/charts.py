@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from backtests.plotting import HOLD_COLOR, LAYOUT, color_of, downsample, line
+from backtests.price_charts import price_figure, trade_panels_figure
 from backtests.run import BacktestResult, ModelBacktest
-from backtests.trade_charts import price_figure, trade_panels_figure
 from ml.evaluation import calibration_curve_points, roc_curve_points
-from strategy.costs import BPS
+from strategy.costs import to_bps
 
 __all__ = ["FIGURES", "downsample", "drawdown_of"]
 
@@ -295,7 +295,7 @@ def _fee_references(fig: go.Figure, result: BacktestResult) -> None:
                 row=row,
                 col=1,
             )
-    configured = result.settings.strategy.fee_rate / BPS
+    configured = to_bps(result.settings.strategy.fee_rate)
     fig.add_vline(x=configured, line={"color": "#555", "dash": "dot"})
     labels = [(configured, f"configured {configured:g} bps", "#555")]
     labels += [
@@ -323,7 +323,7 @@ def _fee_references(fig: go.Figure, result: BacktestResult) -> None:
 
 FIGURES = {
     "price": price_figure,
-    "trades": trade_panels_figure,
+    "trade_panels": trade_panels_figure,
     "equity": equity_figure,
     "roc": roc_figure,
     "confusion": confusion_figure,

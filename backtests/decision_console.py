@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-from backtests.report import fmt_num, fmt_pct
+from backtests.formatting import fmt_num, fmt_pct
 from backtests.run import BacktestResult
 
 

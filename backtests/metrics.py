@@ -120,7 +120,7 @@ def trading_metrics(
     cagr = _cagr(initial, float(values[-1]), end - start)
     entered = trades["entry_time"]
     period = trades[(entered >= candles.index[0]) & (entered <= candles.index[-1])]
-    stats = _trade_stats(period)
+    stats = closed_trade_stats(period)
     fees = float(period["fees"].sum()) if fees_paid is None else float(fees_paid)
     return TradingMetrics(
         start=start,
@@ -314,7 +314,9 @@ def _max_drawdown(
     return drawdown, int(ends[longest] - starts[longest]), pd.Timedelta(span)
 
 
-def _trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
+def closed_trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
+    """Win rate, profit factor, expectancy and holding time of the closed trades (see
+    `TradingMetrics`); `n_open_trades` counts the rest."""
     closed = trades[~trades["is_open"].astype(bool)]
     pnl = closed["pnl_net"].to_numpy(dtype="float64")
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]

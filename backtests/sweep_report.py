@@ -6,26 +6,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from backtests.report import (
+from backtests.plotly_js import PlotlyScript
+from backtests.report import ReportFiles, write_report_files
+from backtests.report_html import render_page, run_context
+from backtests.report_json import (
     HTML_NAME,
     JSON_NAME,
     REPORT_SCHEMA_VERSION,
-    ReportFiles,
-    headline_metrics,
     json_ready,
     leaderboard_row,
-    render_page,
     report_payload,
-    run_context,
-    store_run,
-    stored_path,
-    write_report_files,
 )
+from backtests.run_record import headline_metrics, store_run, stored_path
 from backtests.sweep import SweepResult
 from core.settings import Settings
 from core.timeframes import to_epoch_ms
 from data.cache import symbol_slug
 from storage.repository import NewBacktestRun
+from strategy.costs import to_bps
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ def sweep_verdict(sweep: SweepResult) -> list[str]:
     significant = sum(model.significance.p_value < SIGNIFICANCE_LEVEL for _, model in pairs)
     corrected = sum(model.significance.p_value < SIGNIFICANCE_LEVEL / n for _, model in pairs)
     best_run, best = pairs[0]
-    fee_bps = sweep.settings.strategy.fee_rate * 1e4
+    fee_bps = to_bps(sweep.settings.strategy.fee_rate)
     return [
         f"{beat} of {n} (symbol, model) pairs BEAT their symbol's buy-and-hold; "
         f"{made} made money after costs ({fee_bps:g} bps fee per side).",
@@ -125,7 +123,7 @@ def sweep_payload(sweep: SweepResult) -> dict[str, Any]:
     return dict(json_ready(payload))
 
 
-def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly_src: str) -> str:
+def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly: PlotlyScript) -> str:
     """The sweep page: verdict and leaderboard, then each symbol's single-run sections."""
     sections = [
         {
@@ -138,19 +136,22 @@ def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly_src
         "sweep.html",
         sweep=payload,
         sections=sections,
-        plotly_src=plotly_src,
+        plotly=plotly,
         report_schema_version=REPORT_SCHEMA_VERSION,
     )
 
 
-def write_sweep_report(sweep: SweepResult, reports_dir: Path) -> ReportFiles:
+def write_sweep_report(
+    sweep: SweepResult, reports_dir: Path, *, self_contained: bool = False
+) -> ReportFiles:
     """Write `<reports_dir>/<run_id>/report.json` and `report.html` for the whole sweep."""
     payload = sweep_payload(sweep)
     return write_report_files(
         reports_dir,
         sweep.run_id,
         payload,
-        lambda src: render_sweep_html(sweep, payload, plotly_src=src),
+        lambda plotly: render_sweep_html(sweep, payload, plotly=plotly),
+        self_contained=self_contained,
     )
 
 

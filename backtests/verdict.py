@@ -63,8 +63,10 @@ class SelectionStats:
             picture of the search space, never the result).
         gross_return: the traded path without fees and slippage.
         trades_per_day: closed and open trades per calendar day of the tested period.
-        verdict: plain-words lines; the first answers "does it beat buy-and-hold after
-            costs, risk-adjusted, and how likely is that luck?".
+        verdict: plain-words lines: the `caveats` first, then the line that answers "does
+            it beat buy-and-hold after costs, risk-adjusted, and how likely is that luck?"
+            (`headline_sentence`).
+        caveats: warnings that make the verdict moot (e.g. no earlier candles to choose on).
     """
 
     deflated: DeflatedSharpe
@@ -75,6 +77,12 @@ class SelectionStats:
     gross_return: float
     trades_per_day: float
     verdict: tuple[str, ...]
+    caveats: tuple[str, ...] = ()
+
+    @property
+    def headline_sentence(self) -> str:
+        """The one sentence that answers the user's question (after the caveats)."""
+        return self.verdict[len(self.caveats)] if len(self.verdict) > len(self.caveats) else ""
 
 
 def selection_stats(
@@ -124,19 +132,21 @@ def selection_stats(
         verdict=(),
     )
     lines = verdict_words(stats, run, tested, settings, timeframe=timeframe, mode=decision.mode)
+    caveats: tuple[str, ...] = ()
     if decision.mode == "auto" and all(c.start - c.window_start < 2 for c in decision.choices):
-        lines = (
+        caveats = (
             "The auto policy had NO earlier out-of-sample candles to choose on (a single test "
             "window, e.g. holdout mode): it stayed flat by construction, which says nothing about "
             "the model; use expanding/rolling walk-forward with several folds, or "
             "decision.mode: fixed.",
-            *lines,
         )
-    return _with_verdict(stats, lines)
+    return _with_verdict(stats, (*caveats, *lines), caveats)
 
 
-def _with_verdict(stats: SelectionStats, lines: tuple[str, ...]) -> SelectionStats:
-    return replace(stats, verdict=lines)
+def _with_verdict(
+    stats: SelectionStats, lines: tuple[str, ...], caveats: tuple[str, ...]
+) -> SelectionStats:
+    return replace(stats, verdict=lines, caveats=caveats)
 
 
 def _gross_equity(decision: DecisionOutcome, tested: pd.DataFrame, settings: Settings) -> pd.Series:

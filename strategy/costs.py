@@ -14,6 +14,15 @@ BPS = 1e-4
 """One basis point as a fraction."""
 
 
+def to_bps(fraction: float) -> float:
+    """A fraction (a fee rate, a return) in basis points.
+
+    >>> to_bps(0.001), to_bps(0.00075)
+    (10.0, 7.5)
+    """
+    return fraction / BPS
+
+
 class FractionalPercentCommission(bt.CommInfoBase):
     """Spot crypto costs: a percent fee per side on traded value, fractional units.
 

@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-INTERNAL = {"core", "data", "storage", "ml", "serving", "strategy", "backtests", "bot", "api", "cli"}
+INTERNAL = {
+    "core",
+    "data",
+    "storage",
+    "ml",
+    "serving",
+    "strategy",
+    "backtests",
+    "bot",
+    "api",
+    "cli",
+}
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},

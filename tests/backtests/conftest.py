@@ -43,3 +43,16 @@ def bt_result(bt_candles: pd.DataFrame, bt_settings: Settings) -> BacktestResult
     return run_backtest(
         bt_candles, bt_settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
     )
+
+
+@pytest.fixture(scope="session")
+def bt_fixed_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return small_settings(tmp_path_factory.mktemp("bt-fixed"), decision={"mode": "fixed"})
+
+
+@pytest.fixture(scope="session")
+def bt_fixed_result(bt_candles: pd.DataFrame, bt_fixed_settings: Settings) -> BacktestResult:
+    """The same backtest trading the fixed policy: it trades, so the trade list has rows."""
+    return run_backtest(
+        bt_candles, bt_fixed_settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
+    )

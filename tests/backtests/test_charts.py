@@ -10,15 +10,15 @@ import plotly.graph_objects as go
 
 from backtests.charts import equity_figure, fee_figure
 from backtests.plotting import MAX_CANDLES, resample_ohlc
-from backtests.run import BacktestResult
-from backtests.trade_charts import (
+from backtests.price_charts import (
     MAX_MARKED_TRADES,
     PANEL_BARS,
     pick_trades,
     price_figure,
     trade_panels_figure,
-    trade_return,
 )
+from backtests.run import BacktestResult
+from backtests.trade_stats import trade_returns
 from tests.factories import make_ohlcv
 
 MINUTE_CANDLES = 130_000
@@ -120,7 +120,7 @@ def test_trade_panels_centre_on_the_best_and_worst_trades(bt_result: BacktestRes
         assert len(panel.x) <= PANEL_BARS
         assert panel.xaxis == mark.xaxis
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[0].startswith(f"{trade_return(picked[0][1]):+.2%}")
+    assert titles[0].startswith(f"{trade_returns(trades)[picked[0][1].name]:+.2%}")
     assert fig.layout.xaxis.rangeslider.visible is False
 
 

@@ -12,17 +12,11 @@ import pandas as pd
 import pytest
 
 from backtests.charts import FIGURES, downsample, drawdown_of
-from backtests.report import (
-    HTML_NAME,
-    REPORT_SCHEMA_VERSION,
-    ReportFiles,
-    ensure_plotly_asset,
-    model_verdict,
-    record_run,
-    report_payload,
-    write_report,
-)
+from backtests.conclusions import model_verdict
+from backtests.report import ReportFiles, ensure_plotly_asset, write_report
+from backtests.report_json import HTML_NAME, REPORT_SCHEMA_VERSION, report_payload
 from backtests.run import BacktestResult
+from backtests.run_record import record_run
 from core.settings import Settings
 from storage.db import init_db, make_engine, make_session_factory, session_scope
 from storage.repository import list_backtest_runs
@@ -52,8 +46,15 @@ def _objects(payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fees = [model["fee_sensitivity"] for model in models]
     decision = payload["decision"]
     choices = decision["choices"] + [c for model in models for c in model["choices"]]
+    trades = payload["trades"]
     return {
         "report": [payload],
+        "headline": [payload["headline"]],
+        "headline_card": payload["headline"]["cards"],
+        "trades": [trades],
+        "equity": [payload["equity"]],
+        "trade": trades["rows"],
+        "trade_statistics": [trades["statistics"]] + [m["trade_statistics"] for m in models],
         "decision": [decision],
         "choice": choices,
         "decision_fold": decision["folds"],
@@ -93,16 +94,27 @@ def _strict_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
 
 
-def test_report_json_keys_match_the_documented_schema(written: ReportFiles) -> None:
-    payload = _strict_json(written.json)
+@pytest.fixture(scope="module")
+def fixed_written(bt_fixed_result: BacktestResult, bt_fixed_settings: Settings) -> ReportFiles:
+    return write_report(bt_fixed_result, bt_fixed_settings.backtest.reports_dir)
+
+
+def test_report_json_keys_match_the_documented_schema(
+    written: ReportFiles, fixed_written: ReportFiles
+) -> None:
+    """Both reports (auto: flat, fixed: trades) together contain every documented object."""
     documented = documented_keys()
-    objects = _objects(payload)
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for files in (written, fixed_written):
+        payload = _strict_json(files.json)
+        assert payload["schema_version"] == REPORT_SCHEMA_VERSION
+        for section, items in _objects(payload).items():
+            objects.setdefault(section, []).extend(items)
     assert set(objects) | {"run_record_metrics"} == set(documented)
     for section, items in objects.items():
-        assert items, f"no {section} object in the report"
+        assert items, f"no {section} object in the reports"
         for item in items:
             assert set(item) == documented[section], f"{section}: {set(item) ^ documented[section]}"
-    assert payload["schema_version"] == REPORT_SCHEMA_VERSION
 
 
 def test_report_json_numbers_match_the_result(
@@ -134,7 +146,7 @@ def test_report_html_opens_offline_with_the_local_plotly_asset(
     assert (written.run_dir / plotly_src).resolve() == written.plotly_js.resolve()
     assert written.plotly_js.stat().st_size > 1_000_000
     for name in FIGURES:  # the best/worst trade panels only when the leading model traded
-        assert (f'id="chart-{name}"' in html) is (name != "trades" or traded)
+        assert (f'id="chart-{name}"' in html) is (name != "trade_panels" or traded)
 
 
 def test_report_html_shows_verdict_and_fold_table(
