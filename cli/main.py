@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from api.cli import serve_command
 from backtests.cli import backtest_command
+from backtests.report_cli import app as report_app
 from bot.cli import live_command
 from core.errors import AppError
 from core.logging import setup_logging
@@ -72,6 +73,7 @@ def _root(
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 app.command("backtest")(backtest_command)
+app.add_typer(report_app, name="report")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("serve")(serve_command)

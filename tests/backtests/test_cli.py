@@ -20,7 +20,6 @@ from cli.main import app
 from storage.db import init_db, make_engine, make_session_factory, session_scope
 from storage.repository import list_backtest_runs
 from tests.backtests.conftest import SMALL_WALK_FORWARD
-from tests.factories import make_ohlcv
 from tests.prerequisites import require_shared_file
 
 runner = CliRunner()
@@ -57,15 +56,6 @@ def small_config(tmp_path: Path) -> Path:
         ml={"registry_dir": str(tmp_path / "models"), "walk_forward": SMALL_WALK_FORWARD},
         backtest={"reports_dir": str(tmp_path / "reports"), "models": ["logreg"]},
     )
-
-
-@pytest.fixture
-def candle_csv(tmp_path: Path) -> Path:
-    out = make_ohlcv(1600, seed=5).reset_index()
-    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    path = tmp_path / "candles.csv"
-    out.to_csv(path, index=False)
-    return path
 
 
 def _stored_runs(db_url: str) -> list[Any]:
@@ -283,7 +273,8 @@ def test_e2e_report_renders_in_headless_chromium(chromium: Path, btc_report: Pat
     assert not errors, errors
     assert not foreign, foreign
     payload = json.loads((btc_report.parent / "report.json").read_text(encoding="utf-8"))
-    traded = payload["models"][0]["trading"]["n_trades"] > 0
-    # 8 model charts (+ best/worst trade panels when it traded), PBO logits, hindsight grid
-    assert len(counts) == 10 + traded
+    panels = payload["models"][0]["trading"]["n_trades"] > 0  # best/worst trade panels
+    pnl = payload["trades"]["statistics"]["n_trades"] > 0  # P&L histogram of the traded path
+    # 8 model charts, PBO logits, hindsight grid (+ the trade charts when it traded)
+    assert len(counts) == 10 + panels + pnl
     assert all(n > 0 for _, n in counts), counts
