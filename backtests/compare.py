@@ -59,10 +59,10 @@ class ComparedRun:
 
     @property
     def label(self) -> str:
-        """What tells this run apart in a legend: models, horizons, fee and period."""
+        """What tells this run apart in a legend: models, horizons, decision, fee and period."""
         horizons = "/".join(f"h{h}" for h in self.horizons)
         return (
-            f"{'+'.join(self.models)} {horizons} · {self.fee_bps:g} bps · "
+            f"{'+'.join(self.models)} {horizons} {self.decision_mode} · {self.fee_bps:g} bps · "
             f"{self.period_start:%Y-%m-%d}→{self.period_end:%Y-%m-%d}"
         )
 
