@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -18,15 +17,11 @@ import plotly.io as pio
 from backtests.compare import ComparedRun
 from backtests.plotly_js import plotly_script
 from backtests.plotting import HOLD_COLOR, LAYOUT, color_of, significant, utc_labels
+from backtests.report_html import render_page
 
 logger = logging.getLogger(__name__)
 
 COMPARE_DIR = "compare"
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("backtests", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    undefined=jinja2.StrictUndefined,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +171,8 @@ def write_compare_page(
         config={"responsive": True, "displaylogo": False},
     )
     links = [_link(run.report_html, page) for run in runs]
-    html = _TEMPLATES.get_template("compare.html").render(
+    html = render_page(
+        "compare.html",
         runs=runs,
         rows=compare_rows(runs),
         links=links,

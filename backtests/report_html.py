@@ -91,7 +91,7 @@ def run_context(
 
 
 def render_page(template_name: str, **context: Any) -> str:
-    """Render one of the backtest templates (`report.html`, `sweep.html`)."""
+    """Render one of the backtest templates (`report.html`, `sweep.html`, `compare.html`)."""
     return _TEMPLATES.get_template(template_name).render(**context)
 
 
