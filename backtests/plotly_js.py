@@ -44,6 +44,7 @@ def ensure_plotly_asset(reports_dir: Path) -> Path:
         partial = Path(name)  # unique per call: concurrent runs never share a temp file
         try:
             shutil.copyfile(PLOTLY_JS, partial)
+            partial.chmod(0o644)  # mkstemp makes it private; a copied reports folder needs it
             partial.replace(target)  # atomic: a concurrent run never links a half-copied file
         finally:
             partial.unlink(missing_ok=True)

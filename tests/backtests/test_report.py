@@ -166,6 +166,7 @@ def test_ensure_plotly_asset_copies_once(tmp_path: Path) -> None:
     second = ensure_plotly_asset(tmp_path)
     assert first == second and second.stat().st_mtime_ns == stamp
     assert first.parent == tmp_path / "assets"
+    assert first.stat().st_mode & 0o777 == 0o644  # readable where the reports folder is copied
 
 
 def test_record_run_stores_a_listable_run(
