@@ -1,8 +1,7 @@
-"""Pure Plotly builders for the backtest report: (result) -> go.Figure, light for 33k candles."""
+"""Pure Plotly builders for the backtest report: (result) -> go.Figure, bounded in size."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 
@@ -11,128 +10,66 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backtests.plotting import HOLD_COLOR, LAYOUT, color_of, downsample, line
+from backtests.price_charts import price_figure, trade_panels_figure
 from backtests.run import BacktestResult, ModelBacktest
 from ml.evaluation import calibration_curve_points, roc_curve_points
 from strategy.costs import to_bps
 
+__all__ = ["FIGURES", "downsample", "drawdown_of"]
+
 logger = logging.getLogger(__name__)
 
-MAX_LINE_POINTS = 4000
-"""Long lines are reduced to about this many points (min and max of each bucket kept)."""
 MAX_ROC_POINTS = 400
 TOP_FEATURES = 15
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-_HOLD_COLOR = "#7f7f7f"
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 30, "t": 50, "b": 40}}
+_HOLD_COLOR = HOLD_COLOR
+_LAYOUT = LAYOUT
 
 
-def downsample(series: pd.Series, *, max_points: int = MAX_LINE_POINTS) -> pd.Series:
-    """Keep the minimum and maximum of each of `max_points / 2` equal buckets (shape-preserving).
-
-    >>> s = pd.Series(np.arange(10.0))
-    >>> downsample(s, max_points=4).tolist()
-    [0.0, 4.0, 5.0, 9.0]
-    """
-    n = len(series)
-    if n <= max_points:
-        return series
-    values = series.to_numpy(dtype="float64")
-    edges = np.linspace(0, n, max_points // 2 + 1).astype(np.int64)
-    keep: list[int] = []
-    for low, high in itertools.pairwise(edges.tolist()):
-        if high <= low:
-            continue
-        chunk = values[low:high]
-        if np.isnan(chunk).all():
-            keep.append(int(low))
-            continue
-        pair = {int(low + np.nanargmin(chunk)), int(low + np.nanargmax(chunk))}
-        keep.extend(sorted(pair))
-    return series.iloc[keep]
-
-
-def utc_labels(times: pd.Series | pd.Index) -> list[str]:
-    """Compact UTC time strings for Plotly date axes (a third shorter than ISO with offset).
-
-    >>> utc_labels(pd.DatetimeIndex(["2024-01-02 03:00"], tz="UTC"))
-    ['2024-01-02 03:00']
-    """
-    return [str(t) for t in pd.DatetimeIndex(times).strftime("%Y-%m-%d %H:%M")]
-
-
-def _significant(values: pd.Series | np.ndarray) -> list[float]:
-    """Floats rounded to 6 significant digits: enough for a chart, half the JSON."""
-    array = np.asarray(values, dtype="float64")
-    return [float(f"{v:.6g}") for v in array]
-
-
-def color_of(position: int) -> str:
-    """The line color of the model at `position` (stable across charts)."""
-    return _PALETTE[position % len(_PALETTE)]
-
-
-def _line(series: pd.Series, *, name: str, color: str, dash: str | None = None) -> go.Scattergl:
-    reduced = downsample(series)
-    return go.Scattergl(
-        x=utc_labels(reduced.index),
-        y=_significant(reduced),
-        mode="lines",
-        name=name,
-        line={"color": color, "width": 1.3, "dash": dash},
-    )
-
-
-def price_figure(result: BacktestResult) -> go.Figure:
-    """Close price with each model's entries (triangles up) and exits (triangles down)."""
-    fig = go.Figure()
-    fig.add_trace(_line(result.candles["close"], name="close", color=_HOLD_COLOR))
-    for position, model in enumerate(result.models):
-        trades = model.run.trades
-        color = color_of(position)
-        fig.add_trace(
-            go.Scattergl(
-                x=utc_labels(trades["entry_time"]),
-                y=_significant(trades["entry_price"]),
-                mode="markers",
-                name=f"{model.algorithm} entry",
-                marker={"symbol": "triangle-up", "size": 7, "color": color},
-            )
-        )
-        closed = trades[~trades["is_open"].astype(bool)]
-        fig.add_trace(
-            go.Scattergl(
-                x=utc_labels(closed["exit_time"]),
-                y=_significant(closed["exit_price"]),
-                mode="markers",
-                name=f"{model.algorithm} exit",
-                marker={"symbol": "triangle-down", "size": 7, "color": color, "opacity": 0.6},
-            )
-        )
-    fig.update_layout(
-        title="Price with entries and exits",
-        xaxis_title="UTC",
-        yaxis_title="price (log)",
-        yaxis_type="log",
-        **_LAYOUT,
-    )
-    return fig
+EQUITY_POINTS = 2000
+"""Points per curve of the equity and drawdown panels (about two per pixel column)."""
 
 
 def equity_figure(result: BacktestResult) -> go.Figure:
-    """Equity of each model's strategy against buy-and-hold (same cash, same candles)."""
-    fig = go.Figure()
-    hold = result.buy_and_hold_equity
-    fig.add_trace(_line(hold, name="buy-and-hold", color=_HOLD_COLOR, dash="dot"))
-    for position, model in enumerate(result.models):
-        fig.add_trace(_line(model.run.equity, name=model.algorithm, color=color_of(position)))
-    fig.update_layout(
-        title="Equity vs buy-and-hold",
-        xaxis_title="UTC",
-        yaxis_title="equity (log)",
-        yaxis_type="log",
-        **_LAYOUT,
+    """Equity against buy-and-hold (same cash, same candles) on one log axis, drawdowns below on
+    the same time axis: each model's own path and, with several models or horizons, the traded
+    decision path (the headline)."""
+    cash = result.settings.strategy.cash
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.05
     )
+    for equity, name, color, dash in _equity_curves(result):
+        fig.add_trace(_curve(equity, name=name, color=color, dash=dash), row=1, col=1)
+        under = _curve(drawdown_of(equity, cash) * 100, name=name, color=color, dash=dash)
+        under.update(showlegend=False, legendgroup=name)
+        fig.add_trace(under, row=2, col=1)
+    fig.update_yaxes(title_text="equity (log)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="% below peak", row=2, col=1)
+    fig.update_xaxes(title_text="UTC", row=2, col=1)
+    fig.update_layout(title="Equity vs buy-and-hold, drawdown below", height=620, **_LAYOUT)
     return fig
+
+
+def _curve(series: pd.Series, *, name: str, color: str, dash: str | None) -> go.Scattergl:
+    trace = line(series, name=name, color=color, dash=dash, max_points=EQUITY_POINTS)
+    trace.update(legendgroup=name)
+    return trace
+
+
+Curve = tuple[pd.Series, str, str, str | None]
+"""(values, legend name, colour, dash)"""
+
+
+def _equity_curves(result: BacktestResult) -> list[Curve]:
+    curves: list[Curve] = [(result.buy_and_hold_equity, "buy-and-hold", _HOLD_COLOR, "dot")]
+    if len(result.models) > 1 or len(result.settings.backtest.horizons) > 1:
+        label = f"decision path ({result.selection.source})"
+        curves.append((result.selection.run.equity, label, "#111111", None))
+    curves += [
+        (model.run.equity, model.name, color_of(position), None)
+        for position, model in enumerate(result.models)
+    ]
+    return curves
 
 
 def drawdown_of(equity: pd.Series, initial: float) -> pd.Series:
@@ -143,19 +80,6 @@ def drawdown_of(equity: pd.Series, initial: float) -> pd.Series:
     """
     peaks = np.maximum.accumulate(np.maximum(equity.to_numpy(dtype="float64"), initial))
     return pd.Series(equity.to_numpy(dtype="float64") / peaks - 1.0, index=equity.index)
-
-
-def drawdown_figure(result: BacktestResult) -> go.Figure:
-    """Drawdown curves (percent below the running peak) of each model and buy-and-hold."""
-    cash = result.settings.strategy.cash
-    fig = go.Figure()
-    hold = drawdown_of(result.buy_and_hold_equity, cash) * 100
-    fig.add_trace(_line(hold, name="buy-and-hold", color=_HOLD_COLOR, dash="dot"))
-    for position, model in enumerate(result.models):
-        curve = drawdown_of(model.run.equity, cash) * 100
-        fig.add_trace(_line(curve, name=model.algorithm, color=color_of(position)))
-    fig.update_layout(title="Drawdown", xaxis_title="UTC", yaxis_title="% below peak", **_LAYOUT)
-    return fig
 
 
 def _labelled(model: ModelBacktest) -> pd.DataFrame:
@@ -321,59 +245,86 @@ def fold_figure(result: BacktestResult) -> go.Figure:
 
 
 def fee_figure(result: BacktestResult) -> go.Figure:
-    """Total return (left axis) and Sharpe (right axis) against the fee per side."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    """Total return (top) and Sharpe (bottom) against the fee per side, each on its own axis
+    with its zero line and buy-and-hold as the reference; break-even fees labelled one per row."""
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08
+    )
     for position, model in enumerate(result.models):
         color = color_of(position)
         points = model.fee_sensitivity.points
         bps = [p.fee_bps for p in points]
-        fig.add_trace(
-            go.Scatter(
-                x=bps,
-                y=[p.total_return * 100 for p in points],
-                mode="lines+markers",
-                name=f"{model.algorithm} return %",
-                line={"color": color},
-            ),
-            secondary_y=False,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=bps,
-                y=[p.sharpe for p in points],
-                mode="lines+markers",
-                name=f"{model.algorithm} Sharpe",
-                line={"color": color, "dash": "dot"},
-            ),
-            secondary_y=True,
-        )
-        _mark_break_even(fig, model, color)
-    configured = to_bps(result.settings.strategy.fee_rate)
-    fig.add_vline(x=configured, line={"color": "#555", "dash": "dot"}, annotation_text="configured")
-    fig.add_hline(y=0, line={"color": "#999"}, secondary_y=False)
-    fig.update_xaxes(title_text="fee per side (bps)")
-    fig.update_yaxes(title_text="total return (%)", secondary_y=False)
-    fig.update_yaxes(title_text="Sharpe", secondary_y=True)
-    fig.update_layout(title="Fee sensitivity", **_LAYOUT)
+        for row, values, unit in (
+            (1, [p.total_return * 100 for p in points], "return %"),
+            (2, [p.sharpe for p in points], "Sharpe"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=bps,
+                    y=values,
+                    mode="lines+markers",
+                    name=f"{model.name} {unit}",
+                    line={"color": color},
+                    showlegend=row == 1,
+                    legendgroup=model.name,
+                ),
+                row=row,
+                col=1,
+            )
+    _fee_references(fig, result)
+    fig.update_xaxes(title_text="fee per side (bps)", row=2, col=1)
+    fig.update_yaxes(title_text="total return (%)", zeroline=True, row=1, col=1)
+    fig.update_yaxes(title_text="Sharpe (annualised)", zeroline=True, row=2, col=1)
+    fig.update_layout(title="Fee sensitivity", height=560, **_LAYOUT)
     return fig
 
 
-def _mark_break_even(fig: go.Figure, model: ModelBacktest, color: str) -> None:
-    fee = model.fee_sensitivity.break_even_bps
-    if fee is None:
-        return
-    fig.add_vline(
-        x=fee,
-        line={"color": color, "dash": "dash"},
-        annotation_text=f"{model.algorithm} break-even {fee:.1f} bps",
-        annotation_position="top left",
-    )
+def _fee_references(fig: go.Figure, result: BacktestResult) -> None:
+    """Buy-and-hold lines, the configured fee and each model's break-even (labels stacked)."""
+    hold = result.buy_and_hold
+    for row, value, text in (
+        (1, hold.total_return * 100, f"buy-and-hold {hold.total_return:+.0%}"),
+        (2, hold.sharpe, f"buy-and-hold {hold.sharpe:.2f}"),
+    ):
+        if math.isfinite(value):
+            fig.add_hline(
+                y=value,
+                line={"color": _HOLD_COLOR, "dash": "dot"},
+                annotation_text=text,
+                annotation_position="bottom right",
+                row=row,
+                col=1,
+            )
+    configured = to_bps(result.settings.strategy.fee_rate)
+    fig.add_vline(x=configured, line={"color": "#555", "dash": "dot"})
+    labels = [(configured, f"configured {configured:g} bps", "#555")]
+    labels += [
+        (model.fee_sensitivity.break_even_bps, f"{model.name} break-even", color_of(position))
+        for position, model in enumerate(result.models)
+        if model.fee_sensitivity.break_even_bps is not None
+    ]
+    for row, (fee, text, color) in enumerate(labels):
+        if row:
+            fig.add_vline(x=fee, line={"color": color, "dash": "dash"})
+            text = f"{text} {fee:.2f} bps"
+        fig.add_annotation(
+            x=fee,
+            y=1.0 - 0.06 * row,
+            xref="x",
+            yref="paper",
+            text=text,
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font={"color": color, "size": 11},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
 
 
 FIGURES = {
     "price": price_figure,
+    "trade_panels": trade_panels_figure,
     "equity": equity_figure,
-    "drawdown": drawdown_figure,
     "roc": roc_figure,
     "confusion": confusion_figure,
     "calibration": calibration_figure,

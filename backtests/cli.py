@@ -58,9 +58,15 @@ def parse_models(text: str) -> tuple[ModelName, ...]:
 
 
 def with_overrides(
-    settings: Settings, *, start: str | None, end: str | None, out: Path | None
+    settings: Settings,
+    *,
+    start: str | None,
+    end: str | None,
+    out: Path | None,
+    self_contained: bool | None = None,
 ) -> Settings:
-    """Settings with `--start/--end/--out` applied and validated like config.yaml values.
+    """Settings with `--start/--end/--out/--self-contained` applied and validated like
+    config.yaml values.
 
     Raises:
         ConfigError: an unparsable date or start >= end.
@@ -69,6 +75,8 @@ def with_overrides(
     values.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
     if out is not None:
         values["reports_dir"] = out
+    if self_contained is not None:
+        values["self_contained"] = self_contained
     try:
         backtest = BacktestSettings.model_validate(values)
     except (ValidationError, ValueError) as e:
@@ -164,6 +172,14 @@ def backtest_command(
         bool, typer.Option("--offline", help="Use the cached candles (no network, no file)")
     ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Reports directory")] = None,
+    self_contained: Annotated[
+        bool | None,
+        typer.Option(
+            "--self-contained/--shared-plotly",
+            help="Embed plotly.js (+4.8 MB): one report.html that works alone; "
+            "default backtest.self_contained",
+        ),
+    ] = None,
     model_id: Annotated[
         str | None, typer.Option("--model-id", help="Backtest this saved model (no retraining)")
     ] = None,
@@ -187,7 +203,9 @@ def backtest_command(
     reached and nothing is cached, a single-symbol backtest runs on the bundled sample of that
     market, if there is one, and says so. The last line printed is the path of the HTML report.
     """
-    settings = with_overrides(require_settings(ctx.obj), start=start, end=end, out=out)
+    settings = with_overrides(
+        require_settings(ctx.obj), start=start, end=end, out=out, self_contained=self_contained
+    )
     settings = with_decision_overrides(settings, horizons=horizons, decision=decision)
     if model_id is not None and models is not None:
         raise ConfigError("pass either --models (walk-forward) or --model-id (a saved model)")
@@ -251,7 +269,10 @@ def single_command(
         )
     result = replace(result, data_source=prepared.describe(), is_sample=prepared.is_sample)
     print_report(result, Console())  # first: kept even if the files cannot be written
-    saved = save_report(lambda d: write_report(result, d), settings.backtest.reports_dir)
+    embed = settings.backtest.self_contained
+    saved = save_report(
+        lambda d: write_report(result, d, self_contained=embed), settings.backtest.reports_dir
+    )
     record_run(result, saved.files, settings)
     typer.echo(str(saved.files.html.resolve()))
     saved.raise_if_moved()
@@ -301,7 +322,10 @@ def sweep_command(
             on_task=lambda result: progress.advance(task),
         )
     print_sweep(sweep, Console())
-    saved = save_report(lambda d: write_sweep_report(sweep, d), settings.backtest.reports_dir)
+    embed = settings.backtest.self_contained
+    saved = save_report(
+        lambda d: write_sweep_report(sweep, d, self_contained=embed), settings.backtest.reports_dir
+    )
     record_sweep(sweep, saved.files, settings)
     typer.echo(str(saved.files.html.resolve()))
     saved.raise_if_moved()

@@ -12,6 +12,7 @@ from backtests.charts import FIGURES
 from backtests.conclusions import in_sample_warning
 from backtests.decision_report import DECISION_FIGURES, describe_fixed
 from backtests.formatting import TEMPLATE_FILTERS
+from backtests.plotly_js import PlotlyScript
 from backtests.run import BacktestResult
 from backtests.trade_charts import TRADE_FIGURES
 from backtests.trade_stats import rows_to_show
@@ -44,9 +45,11 @@ def chart_divs(result: BacktestResult, *, prefix: str = "") -> dict[str, str]:
 
     Keys (and div ids after `chart-`) are `prefix + name`: unique when one page shows several runs.
     """
-    return {
-        prefix + name: chart_div(build(result), f"chart-{prefix}{name}")
-        for name, build in {**DECISION_FIGURES, **FIGURES}.items()
+    figures = {name: build(result) for name, build in {**DECISION_FIGURES, **FIGURES}.items()}
+    return {  # a chart with nothing to show (no trade to zoom on) is left out
+        prefix + name: chart_div(figure, f"chart-{prefix}{name}")
+        for name, figure in figures.items()
+        if figure is not None
     }
 
 
@@ -88,10 +91,10 @@ def run_context(
 
 
 def render_page(template_name: str, **context: Any) -> str:
-    """Render one of the backtest templates (`report.html`, `sweep.html`)."""
+    """Render one of the backtest templates (`report.html`, `sweep.html`, `compare.html`)."""
     return _TEMPLATES.get_template(template_name).render(**context)
 
 
-def render_html(result: BacktestResult, payload: dict[str, Any], *, plotly_src: str) -> str:
+def render_html(result: BacktestResult, payload: dict[str, Any], *, plotly: PlotlyScript) -> str:
     """The report page: banners, verdict, tables from `payload`, then the charts."""
-    return render_page("report.html", plotly_src=plotly_src, **run_context(result, payload))
+    return render_page("report.html", plotly=plotly, **run_context(result, payload))

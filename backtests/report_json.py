@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.conclusions import model_verdict, verdict_lines
+from backtests.curves import equity_payload
 from backtests.decision_report import choices_payload, decision_payload
 from backtests.headline import headline
 from backtests.run import BacktestResult, ModelBacktest, Segment
@@ -166,6 +167,7 @@ def report_payload(result: BacktestResult) -> dict[str, Any]:
         "headline": headline(result).to_dict(),
         "decision": decision_payload(result),
         "trades": trades_payload(result),
+        "equity": equity_payload(result),
         "models": [_model_payload(m, fee_bps, result.timeframe) for m in result.models],
         "leaderboard": leaderboard_rows(result),
         "verdict": verdict_lines(result),

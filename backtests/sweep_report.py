@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from backtests.plotly_js import PlotlyScript
 from backtests.report import ReportFiles, write_report_files
 from backtests.report_html import render_page, run_context
 from backtests.report_json import (
@@ -122,7 +123,7 @@ def sweep_payload(sweep: SweepResult) -> dict[str, Any]:
     return dict(json_ready(payload))
 
 
-def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly_src: str) -> str:
+def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly: PlotlyScript) -> str:
     """The sweep page: verdict and leaderboard, then each symbol's single-run sections."""
     sections = [
         {
@@ -135,19 +136,22 @@ def render_sweep_html(sweep: SweepResult, payload: dict[str, Any], *, plotly_src
         "sweep.html",
         sweep=payload,
         sections=sections,
-        plotly_src=plotly_src,
+        plotly=plotly,
         report_schema_version=REPORT_SCHEMA_VERSION,
     )
 
 
-def write_sweep_report(sweep: SweepResult, reports_dir: Path) -> ReportFiles:
+def write_sweep_report(
+    sweep: SweepResult, reports_dir: Path, *, self_contained: bool = False
+) -> ReportFiles:
     """Write `<reports_dir>/<run_id>/report.json` and `report.html` for the whole sweep."""
     payload = sweep_payload(sweep)
     return write_report_files(
         reports_dir,
         sweep.run_id,
         payload,
-        lambda src: render_sweep_html(sweep, payload, plotly_src=src),
+        lambda plotly: render_sweep_html(sweep, payload, plotly=plotly),
+        self_contained=self_contained,
     )
 
 

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from api.cli import serve_command
 from backtests.cli import backtest_command
+from backtests.report_cli import app as report_app
 from bot.cli import live_command
 from core.errors import AppError
 from core.logging import setup_logging
@@ -74,6 +75,7 @@ app.add_typer(data_app, name="data")
 app.command("train")(make_train_command(promoter=promote_from_cli))
 app.command("backtest")(backtest_command)
 models_app.command("promote")(promote_command)
+app.add_typer(report_app, name="report")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("serve")(serve_command)

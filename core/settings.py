@@ -464,6 +464,7 @@ class BacktestSettings(_Section):
     reports_dir: Path = Path("var/reports")
     fee_sensitivity_bps: tuple[float, ...] = (0, 2, 5, 10, 15, 20, 25, 30)
     horizons: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    self_contained: bool = False  # embed plotly.js in each page (one file that works alone)
 
     @model_validator(mode="after")
     def _check(self) -> BacktestSettings:

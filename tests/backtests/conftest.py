@@ -56,3 +56,13 @@ def bt_fixed_result(bt_candles: pd.DataFrame, bt_fixed_settings: Settings) -> Ba
     return run_backtest(
         bt_candles, bt_fixed_settings, symbol="BTC/USDT", timeframe="1h", algorithms=["logreg"]
     )
+
+
+@pytest.fixture
+def candle_csv(tmp_path: Path) -> Path:
+    """1,600 synthetic hourly candles as a plain OHLCV CSV (for CLI runs)."""
+    out = make_ohlcv(1600, seed=5).reset_index()
+    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "candles.csv"
+    out.to_csv(path, index=False)
+    return path

@@ -52,6 +52,7 @@ def _objects(payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "headline": [payload["headline"]],
         "headline_card": payload["headline"]["cards"],
         "trades": [trades],
+        "equity": [payload["equity"]],
         "trade": trades["rows"],
         "trade_statistics": [trades["statistics"]] + [m["trade_statistics"] for m in models],
         "decision": [decision],
@@ -133,16 +134,19 @@ def test_report_json_numbers_match_the_result(
     )
 
 
-def test_report_html_opens_offline_with_the_local_plotly_asset(written: ReportFiles) -> None:
+def test_report_html_opens_offline_with_the_local_plotly_asset(
+    written: ReportFiles, bt_result: BacktestResult
+) -> None:
     html = written.html.read_text(encoding="utf-8")
+    traded = not bt_result.leaderboard()[0].run.trades["is_open"].all()
     sources = re.findall(r"<(?:script|link|img|iframe)\b[^>]*(?:src|href)=\"([^\"]+)\"", html)
     assert sources, "the page must load plotly.js from a file"
     assert not [s for s in sources if s.startswith(("http://", "https://", "//"))]
     (plotly_src,) = [s for s in sources if "plotly" in s]
     assert (written.run_dir / plotly_src).resolve() == written.plotly_js.resolve()
     assert written.plotly_js.stat().st_size > 1_000_000
-    for name in FIGURES:
-        assert f'id="chart-{name}"' in html
+    for name in FIGURES:  # the best/worst trade panels only when the leading model traded
+        assert (f'id="chart-{name}"' in html) is (name != "trade_panels" or traded)
 
 
 def test_report_html_shows_verdict_and_fold_table(
@@ -162,6 +166,7 @@ def test_ensure_plotly_asset_copies_once(tmp_path: Path) -> None:
     second = ensure_plotly_asset(tmp_path)
     assert first == second and second.stat().st_mtime_ns == stamp
     assert first.parent == tmp_path / "assets"
+    assert first.stat().st_mode & 0o777 == 0o644  # readable where the reports folder is copied
 
 
 def test_record_run_stores_a_listable_run(
