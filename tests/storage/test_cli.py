@@ -20,10 +20,10 @@ runner = CliRunner()
 def test_db_upgrade_migrates_and_is_repeatable(settings: Settings) -> None:
     first = runner.invoke(app, ["upgrade"], obj=settings)
     assert first.exit_code == 0, first.output
-    assert "schema empty -> 0002" in first.output
+    assert "schema empty -> 0003" in first.output
     second = runner.invoke(app, ["upgrade"], obj=settings)
     assert second.exit_code == 0, second.output
-    assert "schema 0002 -> 0002" in second.output
+    assert "schema 0003 -> 0003" in second.output
 
 
 def test_db_info_lists_tables_and_row_counts(settings: Settings, tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_db_info_lists_tables_and_row_counts(settings: Settings, tmp_path: Path)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"database  sqlite:///{tmp_path / 'test.db'}"
-    assert "revision  0002 (latest 0002: up to date)" in lines
+    assert "revision  0003 (latest 0003: up to date)" in lines
     counts = dict(line.split() for line in lines[3:])
     assert counts == {
         "alembic_version": "1",
@@ -50,7 +50,7 @@ def test_db_info_lists_tables_and_row_counts(settings: Settings, tmp_path: Path)
 def test_db_info_on_empty_database_says_upgrade(settings: Settings) -> None:
     result = runner.invoke(app, ["info"], obj=settings)
     assert result.exit_code == 0, result.output
-    assert "revision  none (latest 0002: run `cryptopred db upgrade`)" in result.output
+    assert "revision  none (latest 0003: run `cryptopred db upgrade`)" in result.output
 
 
 def test_db_command_without_settings_fails_clearly() -> None:
