@@ -43,6 +43,8 @@ def test_db_info_lists_tables_and_row_counts(settings: Settings, tmp_path: Path)
         "backtest_runs": "0",
         "bot_runs": "0",
         "model_events": "0",
+        "paper_marks": "0",
+        "paper_orders": "0",
         "predictions": "3",
     }
 
