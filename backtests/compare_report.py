@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from backtests.compare import ComparedRun
+from backtests.headline import MARKS, CardStatus, compare
 from backtests.plotly_js import plotly_script
 from backtests.plotting import HOLD_COLOR, LAYOUT, color_of, significant, utc_labels
 from backtests.report_html import render_page
@@ -26,7 +27,7 @@ COMPARE_DIR = "compare"
 
 @dataclass(frozen=True, slots=True)
 class CompareRow:
-    """One metric across the runs: its cells as text and a CSS class per cell (pos/neg/'')."""
+    """One metric across the runs: its cells as text and a CSS class per cell (better/worse/'')."""
 
     name: str
     cells: tuple[str, ...]
@@ -51,20 +52,24 @@ def _versus(
     reference: Callable[[ComparedRun], float | None],
     text: Callable[[float | None], str],
 ) -> list[CompareRow]:
-    """The metric, then buy-and-hold's; the run's cell green when it beats buy-and-hold."""
-    classes = tuple(_beats(own(run), reference(run)) for run in runs)
+    """The metric, then buy-and-hold's; the run's cell marked when it beats buy-and-hold or not."""
+    statuses = [compare(own(run), reference(run)) for run in runs]
+    cells = tuple(
+        _marked(text(own(run)), status) for run, status in zip(runs, statuses, strict=True)
+    )
     return [
-        CompareRow(name, tuple(text(own(run)) for run in runs), classes),
+        CompareRow(
+            name, cells, tuple("" if status == "neutral" else status for status in statuses)
+        ),
         CompareRow(
             f"{name}, buy-and-hold", tuple(text(reference(run)) for run in runs), ("",) * len(runs)
         ),
     ]
 
 
-def _beats(value: float | None, reference: float | None) -> str:
-    if value is None or reference is None or not math.isfinite(value * reference):
-        return ""
-    return "pos" if value > reference else "neg"
+def _marked(text: str, status: CardStatus) -> str:
+    """The value with the headline cards' text mark (never colour alone): "-94.67 % ▼"."""
+    return text if status == "neutral" else f"{text} {MARKS[status][0]}"
 
 
 def _plain(

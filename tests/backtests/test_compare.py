@@ -68,7 +68,8 @@ def test_report_compare_renders_both_runs_metrics_and_curves(
     for result in results:
         assert result.run_id in html
         net = f"{result.selection.trading.total_return:+.2%}"
-        assert f">{net}</td>" in html  # the headline net return of each run
+        # the headline net return of each run, marked against buy-and-hold (never colour alone)
+        assert re.search(rf">{re.escape(net)} [▲▼]</td>", html), net
     plot = re.search(r"Plotly\.newPlot\(\s*\"chart-compare\",\s*(\[.*?\]),\s*\{", html, re.S)
     assert plot is not None
     traces = json.loads(plot.group(1))
