@@ -21,8 +21,8 @@ from backtests.decision_console import decision_table
 from backtests.formatting import fmt_num, fmt_pct
 from backtests.headline import headline
 from backtests.headline_console import print_headline
-from backtests.output import check_reports_dir, save_report
-from backtests.report import write_report
+from backtests.output import check_reports_dir, save_report, sharing_hint
+from backtests.report import ReportFiles, write_report
 from backtests.run import BacktestProgress, BacktestResult, ModelBacktest, Segment, run_backtest
 from backtests.run_record import record_run
 from backtests.sweep import (
@@ -274,7 +274,7 @@ def single_command(
         lambda d: write_report(result, d, self_contained=embed), settings.backtest.reports_dir
     )
     record_run(result, saved.files, settings)
-    typer.echo(str(saved.files.html.resolve()))
+    _echo_paths(saved.files)
     saved.raise_if_moved()
 
 
@@ -327,7 +327,7 @@ def sweep_command(
         lambda d: write_sweep_report(sweep, d, self_contained=embed), settings.backtest.reports_dir
     )
     record_sweep(sweep, saved.files, settings)
-    typer.echo(str(saved.files.html.resolve()))
+    _echo_paths(saved.files)
     saved.raise_if_moved()
 
 
@@ -484,3 +484,11 @@ def print_sweep(sweep: SweepResult, console: Console) -> None:
         f"(task time {sum(sweep.task_seconds):.1f} s); per-symbol details in the HTML report.",
         highlight=False,
     )
+
+
+def _echo_paths(files: ReportFiles) -> None:
+    """The sharing hint (stderr), then the page's path: the last line on stdout."""
+    hint = sharing_hint(files.plotly_js)
+    if hint:
+        typer.echo(hint, err=True)
+    typer.echo(str(files.html.resolve()))

@@ -85,3 +85,19 @@ def save_report(write: Callable[[Path], ReportFiles], reports_dir: Path) -> Save
             f"all that is kept: free some space or {_FIX}, then run again"
         ) from e
     return SavedReport(files, f"{first}; saved it to {files.html} instead (run recorded)")
+
+
+def sharing_hint(plotly_js: Path | None) -> str | None:
+    """One line on how to share a page that links the shared plotly.js (None: it embeds it).
+
+    >>> sharing_hint(None) is None
+    True
+    >>> print(sharing_hint(Path("var/reports/plotly.min.js")))
+    note: the charts load var/reports/plotly.min.js; to share the page alone, ...
+    """
+    if plotly_js is None:
+        return None
+    return (
+        f"note: the charts load {plotly_js}; to share the page alone, run again with "
+        "--self-contained"
+    )
