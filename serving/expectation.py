@@ -122,7 +122,7 @@ def check_accuracy(
 
     >>> check = check_accuracy([True] * 20 + [False] * 80, 0.55)
     >>> round(check.high, 3), check.outside
-    (0.315, True)
+    (0.32, True)
     """
     n, n_correct = len(outcomes), sum(bool(o) for o in outcomes)
     low, high = wilson_interval(n_correct, n, confidence=confidence)

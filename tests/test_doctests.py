@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "data", "storage", "ml", "strategy", "backtests", "bot", "api")
+PACKAGES = ("core", "data", "storage", "ml", "serving", "strategy", "backtests", "bot", "api")
 MODULES = sorted(
     ".".join(path.relative_to(ROOT).with_suffix("").parts)
     for package in PACKAGES
