@@ -4,12 +4,15 @@ real BTC candles (in band), one on candles that turn against the model from DRIF
 and as a `drift_alarm_raised` webhook; the in-band bot must raise it nowhere.
 
 Why the alarm fires (and only there): the model was validated at a walk-forward accuracy of
-about 55 %. On the real candles its live accuracy over these hours stays near 47 %, whose 99 %
-Wilson interval keeps including 55 %. Every drifted prediction is wrong, so some hours after
-the change the interval falls below 55 % (and the paper account, long on most UP calls, may
-also leave its 24-candle return band first). The bots start predicting when their process is
-up (seconds into the replay, more on a loaded machine), so the drift starts DRIFT_AFTER_BARS
-into the replay, and the test checks that each bot predicted enough real candles before it.
+about 55 %. The replayed hours are ones where its real record stays inside both checks (for
+bot starts 0..70 candles late, in steps of 5, the 99 % Wilson bounds of live accuracy and the
+paper return keep at least 0.04 from their limits, computed offline); in other weeks of January
+2021 this weak model does leave its band on real candles (e.g. replays from 01-16, 01-25 or
+01-28 alarm), so "in band" is a property of these hours, checked candle by candle below. Every
+drifted prediction is wrong, so some hours after the change the accuracy interval falls below
+55 % (the paper account may also leave its return band). The bots start predicting when their
+process is up (seconds into the replay, more on a loaded machine), so the drift starts
+DRIFT_AFTER_BARS into the replay, and the test checks that each bot saw enough real candles.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from tests.bot.processes import (
     write_bot_config,
 )
 from tests.bot.regimes import WebhookReceiver, as_served, drifted_candles, write_plain_csv
-from tests.bot.replay import BTC_FILE, REPLAY_START, SECONDS_PER_CANDLE, paper_vs_backtest
+from tests.bot.replay import BTC_FILE, SECONDS_PER_CANDLE, paper_vs_backtest
 
 pytestmark = pytest.mark.slow
 
-FIRST_PREDICTED = pd.Timestamp("2021-01-15T23:00", tz="UTC")
-"""The newest closed candle when the replay starts: the bots' first prediction."""
+REPLAY_START = "2021-01-21T23:30:00"
+FIRST_PREDICTED = pd.Timestamp("2021-01-21T23:00", tz="UTC")
+"""The newest closed candle when the replay starts (a bot's first prediction, if it is up)."""
 DRIFT_AFTER_BARS = 100
 """25 s of replay: room for two bots to start on a loaded machine."""
 DRIFT_FROM = FIRST_PREDICTED + pd.Timedelta(hours=DRIFT_AFTER_BARS)
