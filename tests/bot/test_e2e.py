@@ -138,6 +138,7 @@ def test_e2e_faults_lose_and_duplicate_nothing(
 def test_e2e_sigterm_exits_0_with_the_last_tick_complete(replays: dict[str, Replay]) -> None:
     for name, replay in replays.items():
         assert replay.exit_code == 0, f"{name}: {replay.log[-2000:]}"
+        logger.info("%s replay: SIGTERM to exit in %.2f s", name, replay.stop_seconds)
         assert replay.stop_seconds < 5.0, name
         ((status, finished_ms, written),) = replay.runs
         assert status == "stopped", name

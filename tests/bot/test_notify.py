@@ -6,13 +6,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from bot.notify import SignalChange, WebhookNotifier
+from bot.notify import DriftAlarm, SignalChange, WebhookNotifier
 from core.settings import WebhookSettings
 from tests.conftest import log_has
 
@@ -131,3 +131,45 @@ def test_webhook_timeout_counts_as_a_failed_attempt(hook: Hook) -> None:
     hook.gate.set()
     assert notifier.failed == 1
     assert len(hook.bodies) == 2
+
+
+ALARM = DriftAlarm(
+    exchange="binance",
+    symbol="BTC/USDT",
+    timeframe="1h",
+    candle_open_ms=CHANGE.candle_open_ms,
+    model_id="BTC_USDT-1h-logreg-x",
+    raised=True,
+    reasons=(
+        "paper return over the last 24 candles -20.00% is outside the out-of-sample 1-99 % "
+        "band [-10.00%, +10.00%]",
+        "live accuracy 0.0% over 40 predictions (99 % Wilson [0.0%, 14.2%]) excludes the "
+        "walk-forward 55.0%",
+    ),
+)
+
+
+def test_webhook_posts_drift_alarms_raised_and_cleared(hook: Hook) -> None:
+    notifier = WebhookNotifier(WebhookSettings(url=hook.url), sleep=lambda _s: None)
+    notifier.notify(ALARM)
+    notifier.notify(replace(ALARM, raised=False, reasons=()))
+    notifier.close()
+    raised, cleared = hook.bodies
+    assert raised == {
+        "event": "drift_alarm_raised",
+        "exchange": "binance",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "candle_open": "2023-11-14T22:00:00+00:00",
+        "model_id": "BTC_USDT-1h-logreg-x",
+        "reasons": list(ALARM.reasons),
+        "text": "BTC/USDT 1h: DRIFT ALARM: "
+        + "; ".join(ALARM.reasons)
+        + " (model BTC_USDT-1h-logreg-x)",
+    }
+    assert cleared["event"] == "drift_alarm_cleared" and cleared["reasons"] == []
+    assert cleared["text"] == "BTC/USDT 1h: drift alarm cleared (model BTC_USDT-1h-logreg-x)"
+    assert {k: v for k, v in cleared.items() if k not in ("event", "reasons", "text")} == {
+        k: v for k, v in raised.items() if k not in ("event", "reasons", "text")
+    }
+    assert notifier.delivered == 2
