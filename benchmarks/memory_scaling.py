@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from benchmarks.backtest_cli import _config  # the same throw-away config
 
@@ -45,6 +46,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--timeframe", default="1h", help="bar length of the synthetic candles")
     parser.add_argument("--models", default="logreg", help="comma-separated model names")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose code runs")
+    parser.add_argument("--step-bars", type=int, default=None, help="walk_forward.step_bars")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args()
 
@@ -71,14 +73,27 @@ def write_candles(path: Path, n: int, timeframe: str, seed: int) -> None:
     frame.to_csv(path, index=False, float_format="%.6f")
 
 
+def backtest_args(
+    root: Path, data: Path, models: str, timeframe: str, step_bars: int | None
+) -> list[str]:
+    """`cryptopred` arguments of one backtest with working paths under `root`."""
+    config = _config(root)
+    if step_bars is not None:
+        payload = yaml.safe_load(config.read_text(encoding="utf-8"))
+        payload["ml"]["walk_forward"] = {"step_bars": step_bars}
+        config.write_text(yaml.safe_dump(payload), encoding="utf-8")
+    return ["--config", str(config), "backtest", "--data", str(data), "--models", models]
+
+
 def measure(n: int, args: argparse.Namespace) -> tuple[float, float]:
     """(peak RSS in MB, wall seconds) of one backtest on `n` synthetic candles."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         root = Path(tmp)
         data = root / "candles.csv"
         write_candles(data, n, args.timeframe, args.seed)
-        backtest = [sys.executable, "-m", "cli.main", "--config", str(_config(root)), "backtest"]
-        backtest += ["--data", str(data), "--models", args.models, "--timeframe", args.timeframe]
+        backtest = [sys.executable, "-m", "cli.main"]
+        backtest += backtest_args(root, data, args.models, args.timeframe, args.step_bars)
+        backtest += ["--timeframe", args.timeframe]
         env = {"PYTHONPATH": str(args.code), "PATH": "/usr/bin:/bin"}
         started = time.perf_counter()
         done = subprocess.run(

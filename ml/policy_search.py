@@ -35,6 +35,7 @@ from ml.decision import positions_for_policies
 logger = logging.getLogger(__name__)
 
 FLAT_POLICY = DecisionPolicy(stay_flat=True)
+_CHUNK_ROWS = 65_536  # candle rows per block of the return model's temporaries
 _SPREAD_FLOOR = 1e-12  # per-candle returns are ~1e-3; spreads below this are rounding noise
 FloatMatrix = npt.NDArray[np.float64]
 
@@ -126,29 +127,34 @@ def candidate_returns(
     open[t] -> close[t]. (The fill rules of `strategy.vectorized`, with exposure in place of
     units.)
     """
-    exposure = side.astype(np.float64) * size * position_fraction
-    before = np.zeros_like(exposure)  # exposure held going into candle t (decided at t-2)
-    after = np.zeros_like(exposure)  # exposure traded at the open of t (decided at t-1)
-    after[1:] = exposure[:-1]
-    before[2:] = exposure[:-2]
+    exposure = side.astype(np.float64) * size
+    exposure *= position_fraction
     gap = np.zeros(len(close))
     gap[1:] = open_[1:] / close[:-1] - 1
     inside = close / open_ - 1
-    gross = (1 + before * gap[:, None]) * (1 + after * inside[:, None])
-    traded = np.abs(after - before)
-    net = (1 + before * gap[:, None]) * (1 - cost_per_side * traded) * (1 + after * inside[:, None])
-    previous = np.zeros_like(side)
-    previous[1:] = side[:-1]
-    entries = (side != 0) & (side != previous)
+    log_net, log_gross = np.empty_like(exposure), np.empty_like(exposure)
+    for start in range(0, len(close), _CHUNK_ROWS):  # bounded temporaries, same values
+        rows = slice(start, min(start + _CHUNK_ROWS, len(close)))
+        before = _shifted(exposure, 2, rows)  # exposure held going into candle t (from t-2)
+        after = _shifted(exposure, 1, rows)  # exposure traded at the open of t (from t-1)
+        held = 1 + before * gap[rows, None]
+        grown = 1 + after * inside[rows, None]
+        cost = 1 - cost_per_side * np.abs(after - before)
+        log_gross[rows] = np.log(np.maximum(held * grown, 1e-12))
+        log_net[rows] = np.log(np.maximum(held * cost * grown, 1e-12))
+    entries = side != 0
+    entries[1:] &= side[1:] != side[:-1]
     market = np.zeros(len(close))
     market[1:] = close[1:] / close[:-1] - 1
-    return CandidateReturns(
-        log_net=np.log(np.maximum(net, 1e-12)),
-        log_gross=np.log(np.maximum(gross, 1e-12)),
-        entries=entries,
-        exposure=exposure,
-        market=market,
-    )
+    return CandidateReturns(log_net, log_gross, entries, exposure, market)
+
+
+def _shifted(matrix: FloatMatrix, lag: int, rows: slice) -> FloatMatrix:
+    """Rows `rows` of `matrix` shifted down by `lag` rows (zeros before the first row)."""
+    out = np.zeros((rows.stop - rows.start, matrix.shape[1]))
+    first = max(rows.start - lag, 0)
+    out[first + lag - rows.start :] = matrix[first : max(rows.stop - lag, first)]
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,25 @@ class PredictionFeed(bt.feeds.PandasData):
         # The same conversion PandasData does per bar (tz-aware -> naive UTC day number).
         self._datenums = [bt.date2num(ts.to_pydatetime()) for ts in frame.index]
 
+    def _tick_nullify(self) -> None:
+        """backtrader's per-bar reset of the `tick_*` prices, for the priced lines only.
+
+        The stock version loops over every line alias with `setattr`, the target lines
+        included; the broker reads only `tick_open/high/low/close` (bbroker `_try_exec`).
+        """
+        self.tick_open = self.tick_high = self.tick_low = self.tick_close = None
+        self.tick_volume = self.tick_last = None
+
+    def _tick_fill(self, force: bool = False) -> None:
+        """The bar is the tick (no replay/resampling here): the stock logic on the priced lines."""
+        if force or self.tick_close is None:
+            lines = self.lines
+            self.tick_open = lines.open[0]
+            self.tick_high = lines.high[0]
+            self.tick_low = lines.low[0]
+            self.tick_close = self.tick_last = lines.close[0]
+            self.tick_volume = lines.volume[0]
+
     def _load(self) -> bool:
         self._idx += 1
         if self._idx >= self._rows:
