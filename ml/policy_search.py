@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
 from ml.decision import positions_for_policies
+from ml.overfitting import BLOCK_ROWS, RowBlocks, column_mean_var, matrix_rows
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +196,16 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
     """
     if objective == "log_growth":
         return log_returns.sum(axis=0)
-    mean = log_returns.mean(axis=0)
+    n_rows, n_columns = log_returns.shape
     if objective == "sharpe":
-        spread = log_returns.std(axis=0, ddof=1)
+        mean, variance = column_mean_var(matrix_rows(log_returns), n_rows, n_columns, ddof=1)
+        spread = np.sqrt(variance)
     else:  # sortino: downside deviation below zero
-        spread = np.sqrt((np.minimum(log_returns, 0.0) ** 2).mean(axis=0))
+        mean = log_returns.mean(axis=0)
+        squares = np.zeros(n_columns)
+        for start in range(0, n_rows, BLOCK_ROWS):
+            squares += (np.minimum(log_returns[start : start + BLOCK_ROWS], 0.0) ** 2).sum(axis=0)
+        spread = np.sqrt(squares / n_rows)
     # No spread: a positive mean without a single losing candle is the best possible ratio
     # (inf), anything else scores like flat.
     unbounded = np.where(mean > 0, np.inf, 0.0)
@@ -209,15 +215,19 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
 
 def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
     """t-statistic of the mean per-candle log return of each column (0 without variance)."""
-    n = len(log_returns)
+    return _t_statistics(matrix_rows(log_returns), *log_returns.shape)
+
+
+def _t_statistics(rows: RowBlocks, n: int, n_columns: int) -> npt.NDArray[np.float64]:
     if n < 2:
-        return np.zeros(log_returns.shape[1])
-    spread = log_returns.std(axis=0, ddof=1)
+        return np.zeros(n_columns)
+    mean, variance = column_mean_var(rows, n, n_columns, ddof=1)
+    spread = np.sqrt(variance)
     # Below this the "spread" is float residue (e.g. a constant exposure's excess return):
     # its t-statistic would be arbitrary, so it counts as no evidence at all.
     real = spread > _SPREAD_FLOOR
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(real, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
+        return np.where(real, mean / spread * np.sqrt(n), 0.0)
 
 
 def timing_t_statistics(
@@ -228,12 +238,16 @@ def timing_t_statistics(
 
     Measuring against flat would reward any long-biased rule for the market's drift (a
     trending random walk makes them look skilled); against its average exposure, only
-    being in the market at better-than-random times counts.
+    being in the market at better-than-random times counts. The excess returns are
+    computed block by block, never as a whole (rows x candidates) matrix.
     """
-    net = np.expm1(returns.log_net[first:stop])
-    market = returns.market[first:stop]
     average = returns.exposure[first:stop].mean(axis=0)
-    return t_statistics(net - market[:, None] * average[None, :])
+
+    def excess(start: int, end: int) -> FloatMatrix:
+        rows = slice(first + start, first + end)
+        return np.expm1(returns.log_net[rows]) - returns.market[rows, None] * average[None, :]
+
+    return _t_statistics(excess, stop - first, returns.log_net.shape[1])
 
 
 def evidence_bar(n_trading: int, cfg: DecisionSettings) -> float:
@@ -381,6 +395,7 @@ def search_policies(
     streams = (-1, *(stream for stream, _ in pairs))
     columns = proba_up[:, [max(stream, 0) for stream in streams]]
     side, size = positions_for_policies(columns, policies)
+    del columns  # (candles x candidates) floats no longer needed
     returns = candidate_returns(
         side,
         size,
