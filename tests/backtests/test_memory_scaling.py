@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +13,6 @@ from tests.backtests.test_cli import write_config
 from tests.factories import make_ohlcv
 
 ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = """
-import resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-if done.returncode:
-    sys.stderr.write(done.stderr[-4000:])
-    sys.exit(done.returncode)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB on Linux
-"""
 N_CANDLES = 200_000
 STEP_BARS = 5_000  # 38 expanding folds
 # Interpreter and libraries ~450 MB; the run measured 1,000-1,100 MB (2026-12). The
@@ -45,17 +38,19 @@ def backtest_peak_mb(tmp_path: Path, n: int) -> float:
     )
     command = [sys.executable, "-m", "cli.main", "--config", str(config), "backtest"]
     command += ["--data", str(data), "--timeframe", "1m", "--models", "logreg"]
-    done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *command],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout.split()[-1]) / 1024
+    log = tmp_path / "backtest.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the session's
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, log.read_text(encoding="utf-8")[-4000:]
+    return usage.ru_maxrss / 1024  # KiB on Linux
 
 
 @pytest.mark.slow
