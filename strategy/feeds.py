@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import backtrader as bt
@@ -21,6 +22,8 @@ SIZE_COLUMN = "target_size"
 ATR_COLUMN = "atr"
 _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
+_EPOCH = pd.Timestamp("1970-01-01")
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 
 
 class PredictionFeed(bt.feeds.PandasData):
@@ -47,8 +50,7 @@ class PredictionFeed(bt.feeds.PandasData):
                 continue
             values = frame.iloc[:, position].to_numpy(dtype="float64").tolist()
             self._columns.append((getattr(self.lines, field), values))
-        # The same conversion PandasData does per bar (tz-aware -> naive UTC day number).
-        self._datenums = [bt.date2num(ts.to_pydatetime()) for ts in frame.index]
+        self._datenums = backtrader_datenums(pd.DatetimeIndex(frame.index))
 
     def _tick_nullify(self) -> None:
         """backtrader's per-bar reset of the `tick_*` prices, for the priced lines only.
@@ -78,6 +80,27 @@ class PredictionFeed(bt.feeds.PandasData):
             line[0] = values[row]
         self.lines.datetime[0] = self._datenums[row]
         return True
+
+
+def backtrader_datenums(index: pd.DatetimeIndex) -> list[float]:
+    """`bt.date2num` of every timestamp (naive UTC days since 0001-01-01), bit for bit.
+
+    The same `math.fsum` of the ordinal day and the hour/minute/second/microsecond fractions
+    that `date2num` (and so `PandasData`) computes per bar, from integer arrays instead of one
+    `datetime` object per candle (several times faster on long feeds).
+
+    >>> stamps = pd.DatetimeIndex(["1970-01-01 00:00", "2024-03-01 13:37:05.25"], tz="UTC")
+    >>> backtrader_datenums(stamps) == [bt.date2num(t.to_pydatetime()) for t in stamps]
+    True
+    """
+    utc = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    ordinal = (utc.normalize() - _EPOCH).days.to_numpy() + _EPOCH_ORDINAL
+    parts = (utc.hour, utc.minute, utc.second, utc.microsecond)
+    hours, minutes, seconds, micros = (part.to_numpy().tolist() for part in parts)
+    return [
+        math.fsum((float(day), h / 24.0, m / 1440.0, s / 86400.0, us / 86400e6))
+        for day, h, m, s, us in zip(ordinal.tolist(), hours, minutes, seconds, micros, strict=True)
+    ]
 
 
 def backtrader_timeframe(timeframe: str) -> tuple[int, int]:
