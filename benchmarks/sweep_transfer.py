@@ -9,14 +9,17 @@ Runs `backtests.sweep.run_sweep` on a fresh 2-worker `LocalCluster` per mode, in
   and the (symbol, model) tasks carry a future to them;
 - `copy`: the previous way, kept here as the baseline: every task carries its symbol's candles.
 
-Bytes sent are measured, not estimated: `wchar` of /proc/self/io of this (client) process over
-the sweep (it writes no files meanwhile, so these are the bytes written to its sockets: the
-task graph and the scattered candles to the scheduler and workers) plus the workers'
-`transfer_outgoing_bytes_total` (peer-to-peer copies). The pickled size of the submitted
-arguments is printed alongside. Then it prints the per-task dispatch overhead (no-op tasks that
+Bytes sent are counted on the wire: every process of the cluster (this one, which runs the
+client and the LocalCluster's scheduler, and each worker) wraps distributed's
+`TCP.write`, which returns the bytes of the frames it sent, and sums them over the sweep.
+Client + scheduler bytes are the task graph, the scattered candles and the scheduler's
+messages; worker bytes are mostly the results (the same in both modes) and peer copies
+(`transfer_outgoing_bytes_total`, printed apart). The pickled size of what the client
+submits is printed alongside. Then it prints the per-task dispatch overhead (no-op tasks that
 read the scattered candles) and each worker's peak RSS. The 4 shared hourly files give 4
-symbols; the 5th is a synthetic random walk on the same hours. `--max-folds` bounds the fits:
-bytes sent do not depend on the number of folds.
+symbols (BNB and ADA hold 7,478 candles, fewer than the default `train_bars`, so the
+walk-forward here trains on 4,000 bars first, steps 1,000); the 5th is a synthetic random walk
+on BTC's hours. `--max-folds` bounds the fits: bytes sent do not depend on the folds.
 """
 
 from __future__ import annotations
@@ -88,11 +91,32 @@ def synthetic_symbol(like: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
     )
 
 
-def written_bytes() -> int:
-    """Bytes this process has written (sockets and files) since it started."""
-    with Path("/proc/self/io").open(encoding="ascii") as io:
-        fields = dict(line.split(": ") for line in io.read().splitlines())
-    return int(fields["wchar"])
+_SENT = [0]
+
+
+def install_byte_counter() -> None:
+    """Count the bytes every TCP comm of this process sends (idempotent)."""
+    from distributed.comm.tcp import TCP
+
+    if getattr(TCP.write, "counted", False):
+        return
+    original = TCP.write
+
+    async def write(self: Any, msg: Any, serializers: Any = None, on_error: str = "message") -> int:
+        sent = int(await original(self, msg, serializers=serializers, on_error=on_error))
+        _SENT[0] += sent
+        return sent
+
+    write.counted = True  # type: ignore[attr-defined]
+    TCP.write = write  # type: ignore[method-assign]
+
+
+def sent_bytes(reset: bool = False) -> int:
+    """Bytes counted by `install_byte_counter` in this process (then zero them with `reset`)."""
+    total = _SENT[0]
+    if reset:
+        _SENT[0] = 0
+    return total
 
 
 def _worker_peak_mb() -> float:
@@ -115,12 +139,15 @@ def measure(
     """One sweep on a fresh cluster: bytes sent, pickled bytes, wall, worker peaks, overhead."""
     remote = settings.model_copy(update={"compute": COMPUTE})
     with dask_client(COMPUTE) as client:
-        client.run(lambda: None)  # workers are up
-        before = written_bytes()
+        install_byte_counter()
+        client.run(install_byte_counter)
+        sent_bytes(reset=True)
+        client.run(sent_bytes, reset=True)
         started = time.perf_counter()
         pickled = sweep(candles, remote, models)
         wall = time.perf_counter() - started
-        client_sent = written_bytes() - before
+        client_sent = sent_bytes()
+        workers_sent = sum(client.run(sent_bytes).values())
         peers = sum(client.run(_worker_sent).values())
         peaks = list(client.run(_worker_peak_mb).values())
         frame = next(iter(candles.values()))
@@ -130,6 +157,7 @@ def measure(
         overhead = (time.perf_counter() - started) / n_noop
     return {
         "client_mb": client_sent / MB,
+        "workers_mb": workers_sent / MB,
         "peer_mb": peers / MB,
         "pickled_mb": pickled / MB,
         "wall": wall,
@@ -148,13 +176,13 @@ def main() -> None:
     models = args.models.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         settings = _settings(Path(tmp))
-        walk = settings.ml.walk_forward.model_copy(update={"max_folds": args.max_folds})
+        walk = settings.ml.walk_forward.model_copy(
+            update={"train_bars": 4000, "step_bars": 1000, "max_folds": args.max_folds}
+        )
         settings = settings.model_copy(
             update={"ml": settings.ml.model_copy(update={"walk_forward": walk})}
         )
         candles = _load(settings, SHARED, ["BTC", "ETH", "BNB", "ADA"])
-        start = max(frame.index[0] for frame in candles.values())
-        candles = {symbol: frame.loc[start:] for symbol, frame in candles.items()}
         candles["SYN/USDT"] = synthetic_symbol(candles["BTC/USDT"])
         rows = sum(len(frame) for frame in candles.values())
         size = sum(len(pickle.dumps(frame, protocol=5)) for frame in candles.values()) / MB
@@ -166,8 +194,9 @@ def main() -> None:
     for mode, rounds in results.items():
         med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
         print(
-            f"{mode:>4}: client sent {med['client_mb']:7.1f} MB, workers to each other "
-            f"{med['peer_mb']:6.1f} MB, pickled arguments {med['pickled_mb']:6.1f} MB; sweep "
+            f"{mode:>4}: client+scheduler sent {med['client_mb']:6.1f} MB, workers sent "
+            f"{med['workers_mb']:6.1f} MB (to each other {med['peer_mb']:.1f} MB), pickled "
+            f"submissions {med['pickled_mb']:6.1f} MB; sweep "
             f"{med['wall']:5.1f} s; worker peak RSS {med['worker_peak_mb']:.0f} MB; no-op task "
             f"{med['overhead_ms']:.1f} ms; load {med['load']:.2f}"
         )
