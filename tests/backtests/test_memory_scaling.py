@@ -15,9 +15,9 @@ from tests.factories import make_ohlcv
 ROOT = Path(__file__).resolve().parents[2]
 N_CANDLES = 200_000
 STEP_BARS = 5_000  # 38 expanding folds
-# Interpreter and libraries ~450 MB; the run measured 1,000-1,100 MB (2026-12). The
-# quadratic walk-forward (every fold's training frame held at once) adds ~1 GB more here.
-PEAK_BOUND_MB = 1_500
+# Measured (2026-12): 809 MB now; 1,643 MB with the code before issue 13 (every fold's
+# training frame held at once: quadratic in the candles). Interpreter and libraries ~450 MB.
+PEAK_BOUND_MB = 1_200
 
 
 def write_minute_candles(path: Path, n: int) -> None:
