@@ -23,19 +23,22 @@ from core.errors import AppError, ConfigError, DataError
 from core.settings import ComputeSettings, Secrets, Settings, StorageSettings
 from core.types import ModelName
 from data.candles import PreparedCandles, prepare_candles
-from ml.compute import map_tasks
+from ml.compute import map_keyed
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class SweepTask:
-    """The plain-data input of one (symbol, model) backtest; picklable for any compute backend."""
+    """The small plain-data input of one (symbol, model) backtest; picklable for any backend.
+
+    The symbol's candles are not part of it: `run_sweep` sends each symbol's candles once
+    (`ml.compute.map_keyed`), however many models read them.
+    """
 
     symbol: str
     timeframe: str
     algorithm: ModelName
-    candles: pd.DataFrame
     settings: Settings
 
 
@@ -89,15 +92,15 @@ def task_settings(settings: Settings) -> Settings:
     )
 
 
-def run_sweep_task(task: SweepTask) -> BacktestResult:
-    """Walk-forward backtest of one (symbol, model) pair (module-level: picklable).
+def run_sweep_task(candles: pd.DataFrame, task: SweepTask) -> BacktestResult:
+    """Walk-forward backtest of one (symbol, model) pair on its symbol's candles (picklable).
 
     Raises:
         AppError: the same error `run_backtest` raised, its message prefixed with the pair.
     """
     try:
         return run_backtest(
-            task.candles,
+            candles,
             task.settings,
             symbol=task.symbol,
             timeframe=task.timeframe,
@@ -129,8 +132,8 @@ def run_sweep(
     started = time.perf_counter()
     shipped = task_settings(settings)
     tasks = [
-        SweepTask(symbol, timeframe, algorithm, frame, shipped)
-        for symbol, frame in candles.items()
+        (symbol, SweepTask(symbol, timeframe, algorithm, shipped))
+        for symbol in candles
         for algorithm in dict.fromkeys(algorithms)
     ]
     logger.info(
@@ -140,7 +143,7 @@ def run_sweep(
         len(tasks),
         settings.compute.backend,
     )
-    results = map_tasks(run_sweep_task, tasks, settings.compute, on_result=on_task)
+    results = map_keyed(run_sweep_task, candles, tasks, settings.compute, on_result=on_task)
     return _assemble(results, settings, timeframe=timeframe, started=started)
 
 

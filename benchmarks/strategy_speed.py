@@ -4,13 +4,16 @@ Usage:
     .venv/bin/python -m benchmarks.strategy_speed                 # shared BTC 1h file, 5 rounds
     .venv/bin/python -m benchmarks.strategy_speed --data PATH --repeat 7
 
-Both strategies get the same candles through the same feed class (`PredictionFeed`), the same
-broker set-up (`configure_broker`), no analyzers or observers (as `run_strategy`), and the same
-per-bar recording (equity and units lists, fills in `notify_order`). Both read the targets that
-`ml.decision.positions_from_proba` precomputed from the same probabilities (`target_side`,
-`target_size` lines); the ML strategy adds its trade records, stop/take-profit handling and size
-scaling. Both must end with the same equity. Runs alternate and the median of each is reported
-(others share the CPUs).
+Three engines trade the same targets (`ml.decision.positions_from_proba` of the same
+probabilities, `target_side`/`target_size` lines) with the same broker set-up
+(`configure_broker`), no analyzers or observers (as `run_strategy`) and the same per-bar
+recording (equity and units lists, fills in `notify_order`):
+- `MLSignalStrategy` on the project's `PredictionFeed` (what `cryptopred backtest` runs);
+- a bare strategy on `PredictionFeed` (the strategy's own overhead: target >= 0.9x);
+- the same bare strategy on backtrader's stock `bt.feeds.PandasData` (plain backtrader, the
+  baseline of issue 13: target >= 1.5x).
+All must end with the same equity. Rounds interleave the three (others share the CPUs); the
+ratios are the medians of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +74,42 @@ class BareSignalStrategy(bt.Strategy):
             self.fills.append((executed.size, executed.price, executed.comm))
 
 
+class SignalPandasData(bt.feeds.PandasData):
+    """Stock `PandasData` with the two target lines (backtrader's documented extra-line recipe)."""
+
+    lines: Any = ("target_side", "target_size")
+    params: Any = (("target_side", -1), ("target_size", -1))
+
+
+def stock_feed(frame: pd.DataFrame) -> SignalPandasData:
+    """The plain-backtrader feed of `frame` (1h bars, no open interest column)."""
+    return SignalPandasData(
+        dataname=frame, timeframe=bt.TimeFrame.Minutes, compression=60, openinterest=None
+    )
+
+
+def project_feed(frame: pd.DataFrame) -> bt.feeds.PandasData:
+    """The project's feed of `frame`, as `run_strategy` builds it."""
+    return make_prediction_feed(frame, timeframe="1h")
+
+
 def sma_proba(candles: pd.DataFrame, *, window: int = 24) -> np.ndarray:
     """Deterministic probabilities from the close's distance to its SMA (NaN warm-up)."""
     sma = candles["close"].rolling(window).mean()
     return (0.5 + 0.5 * np.tanh(40.0 * (candles["close"] / sma - 1.0))).to_numpy()
 
 
-def time_run(frame: pd.DataFrame, strategy_cls: type, cfg: StrategySettings, **params: Any):
-    """(bars/s of cerebro.run, final equity) for one strategy class."""
+def time_run(
+    frame: pd.DataFrame,
+    strategy_cls: type,
+    cfg: StrategySettings,
+    *,
+    feed: Callable[[pd.DataFrame], bt.feeds.PandasData] = project_feed,
+    **params: Any,
+) -> tuple[float, float]:
+    """(bars/s of cerebro.run, final equity) for one strategy class on one feed."""
     cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(make_prediction_feed(frame, timeframe="1h"))
+    cerebro.adddata(feed(frame))
     configure_broker(cerebro, cfg)
     cerebro.addstrategy(strategy_cls, **params)
     started = time.perf_counter()
@@ -94,6 +124,13 @@ def load_candles(path: Path) -> pd.DataFrame:
     return clean_candles(raw.frame, timeframe="1h", cfg=QualitySettings()).frame
 
 
+ENGINES: dict[str, tuple[type, Callable[[pd.DataFrame], bt.feeds.PandasData]]] = {
+    "MLSignalStrategy + PredictionFeed": (MLSignalStrategy, project_feed),
+    "bare strategy + PredictionFeed": (BareSignalStrategy, project_feed),
+    "bare strategy + bt PandasData": (BareSignalStrategy, stock_feed),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -103,20 +140,28 @@ def main() -> None:
     targets = positions_from_proba(sma_proba(candles), DecisionPolicy())
     cfg = StrategySettings(fee_rate=0.001, slippage_bps=5.0)
     frame = candles.assign(target_side=targets.side.astype("float64"), target_size=targets.size)
-    ml_frame = bare_frame = frame
-    ml_speed, bare_speed = [], []
+    speeds: dict[str, list[float]] = {name: [] for name in ENGINES}
+    finals = set()
+    load = [os.getloadavg()[0]]
     for _ in range(args.repeat):
-        speed, ml_final = time_run(ml_frame, MLSignalStrategy, cfg, position_fraction=0.95)
-        ml_speed.append(speed)
-        speed, bare_final = time_run(bare_frame, BareSignalStrategy, cfg, position_fraction=0.95)
-        bare_speed.append(speed)
-        assert abs(ml_final / bare_final - 1) < 1e-9, (ml_final, bare_final)
-    ml_median, bare_median = statistics.median(ml_speed), statistics.median(bare_speed)
-    print(f"{len(candles):,} candles from {args.data.name}; final equity {ml_final:,.2f} (both)")
-    print(f"MLSignalStrategy   : median {ml_median:,.0f} bars/s  runs {_fmt(ml_speed)}")
-    print(f"BareSignalStrategy : median {bare_median:,.0f} bars/s  runs {_fmt(bare_speed)}")
-    print(f"ratio ML / bare    : {ml_median / bare_median:.3f}  (target >= 0.9)")
-    print(f"load average       : {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (shared)")
+        for name, (strategy_cls, feed) in ENGINES.items():
+            speed, final = time_run(frame, strategy_cls, cfg, feed=feed, position_fraction=0.95)
+            speeds[name].append(speed)
+            finals.add(round(final, 6))
+        load.append(os.getloadavg()[0])
+    assert len(finals) == 1, finals  # every engine ends with the same equity
+    print(f"{len(candles):,} candles from {args.data.name}; final equity {finals.pop():,.2f} (all)")
+    for name, values in speeds.items():
+        print(f"{name:<34}: median {statistics.median(values):,.0f} bars/s  runs {_fmt(values)}")
+    ml, bare, stock = speeds.values()
+    print(f"ML / bare (same feed)   : {_ratio(ml, bare):.3f}  (target >= 0.9)")
+    print(f"ML / bare on PandasData : {_ratio(ml, stock):.3f}  (target >= 1.5)")
+    print(f"load average 1 min {min(load):.2f}-{max(load):.2f} on {os.cpu_count()} CPUs (shared)")
+
+
+def _ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median of the per-round ratios (rounds interleave the engines)."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator, strict=True))
 
 
 def _fmt(values: list[float]) -> str:

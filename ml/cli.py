@@ -17,6 +17,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -90,12 +91,18 @@ def significance_caption(result: WalkForwardResult) -> str:
 
 
 def fold_progress(console: Console) -> Progress:
-    """A progress bar for walk-forward folds."""
+    """A progress bar for walk-forward folds (and sweep tasks): done/total, elapsed, ETA.
+
+    The ETA extrapolates the mean time per step so far; expanding folds get slower as their
+    training window grows, so early in a long walk-forward it is optimistic.
+    """
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 S = TypeVar("S")
+K = TypeVar("K", bound=Hashable)
 
 LOCAL_CLUSTER = "local-cluster"
 CONNECT_TIMEOUT = "10s"
@@ -66,15 +67,42 @@ def map_shared(
     >>> map_shared(pow, 2, [1, 3], ComputeSettings())
     [2, 8]
     """
+    keyed = [(0, item) for item in items]
+    return map_keyed(func, {0: shared}, keyed, compute, on_result=on_result, broadcast=True)
+
+
+def map_keyed(
+    func: Callable[[S, T], R],
+    shared: Mapping[K, S],
+    items: Sequence[tuple[K, T]],
+    compute: ComputeSettings,
+    *,
+    on_result: Callable[[R], None] | None = None,
+    broadcast: bool = False,
+) -> list[R]:
+    """`[func(shared[key], item) for key, item in items]`, each shared value sent once.
+
+    For tasks that read one of a few large values (a sweep: each symbol's candles, read by
+    every model's task). The Dask backend scatters each value once, to one worker (every
+    worker with `broadcast`), and the tasks carry its future: a worker that needs a value it
+    lacks fetches it from a peer once. Locally the values are passed as they are.
+
+    >>> from core.settings import ComputeSettings
+    >>> map_keyed(pow, {"a": 2, "b": 3}, [("a", 1), ("b", 2), ("a", 3)], ComputeSettings())
+    [2, 9, 8]
+    """
     if compute.backend == "dask" and len(items) > 0:
         with dask_client(compute) as client:
-            [future] = client.scatter([shared], broadcast=True, hash=False)
+            keys = list(dict.fromkeys(key for key, _ in items))
+            futures = client.scatter([shared[key] for key in keys], broadcast=broadcast, hash=False)
+            by_key = dict(zip(keys, futures, strict=True))
             try:
-                repeated = [future] * len(items)
-                return _collect(_dask_results(client, func, [repeated, list(items)]), on_result)
+                columns = [[by_key[key] for key, _ in items], [item for _, item in items]]
+                return _collect(_dask_results(client, func, columns), on_result)
             finally:
-                client.cancel([future])
-    return _collect(_local_results(func, [[shared] * len(items), items], compute), on_result)
+                client.cancel(futures)
+    columns = [[shared[key] for key, _ in items], [item for _, item in items]]
+    return _collect(_local_results(func, columns, compute), on_result)
 
 
 def _local_results(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,8 +85,49 @@ def _as_returns(returns: npt.ArrayLike, *, name: str = "returns") -> FloatArray:
     return values
 
 
+BLOCK_ROWS = 65_536
+"""Rows per block of the column statistics: temporaries of one block, not of the T x N matrix."""
+
+RowBlocks = Callable[[int, int], FloatArray]
+"""`rows(start, stop)` -> rows [start, stop) of a T x N matrix (a view, or computed on demand)."""
+
+
+def column_mean_var(
+    rows: RowBlocks, n_rows: int, n_columns: int, *, ddof: int = 0
+) -> tuple[FloatArray, FloatArray]:
+    """Mean and variance of each column of a T x N matrix read in row blocks of `BLOCK_ROWS`.
+
+    Two passes like `np.var` (the mean, then the squared deviations from it), so the values
+    equal numpy's exactly up to `BLOCK_ROWS` rows and to rounding beyond.
+
+    >>> matrix = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]])
+    >>> [v.tolist() for v in column_mean_var(lambda a, b: matrix[a:b], 3, 2, ddof=1)]
+    [[3.0, 2.0], [4.0, 0.0]]
+    """
+    total = np.zeros(n_columns)
+    for start in range(0, n_rows, BLOCK_ROWS):
+        total += rows(start, min(start + BLOCK_ROWS, n_rows)).sum(axis=0)
+    mean = total / n_rows
+    squares = np.zeros(n_columns)
+    for start in range(0, n_rows, BLOCK_ROWS):
+        squares += np.square(rows(start, min(start + BLOCK_ROWS, n_rows)) - mean).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mean, squares / (n_rows - ddof)
+
+
+def matrix_rows(matrix: FloatArray) -> RowBlocks:
+    """`RowBlocks` of a matrix in memory (views, no copies)."""
+    return lambda start, stop: matrix[start:stop]
+
+
 def _check_finite(values: FloatArray, name: str) -> None:
-    bad = np.flatnonzero(~np.isfinite(values.ravel()))
+    flat = values.reshape(-1)  # a view for the contiguous matrices checked here
+    finite = True
+    for start in range(0, flat.size, BLOCK_ROWS * 64):
+        finite = finite and bool(np.isfinite(flat[start : start + BLOCK_ROWS * 64]).all())
+    if finite:
+        return
+    bad = np.flatnonzero(~np.isfinite(flat))
     if bad.size:
         raise ValueError(
             f"{name} holds {bad.size} NaN/inf value(s), the first at flat position {bad[0]}; "
@@ -130,7 +172,8 @@ def sharpe_ratios(returns: npt.ArrayLike) -> FloatArray:
     _check_finite(matrix, "returns")
     if matrix.shape[0] < 2:
         return np.zeros(matrix.shape[1])
-    return np.asarray(_sharpe_from_moments(matrix.mean(axis=0), matrix.var(axis=0, ddof=1)))
+    mean, variance = column_mean_var(matrix_rows(matrix), *matrix.shape, ddof=1)
+    return np.asarray(_sharpe_from_moments(mean, variance))
 
 
 def sortino_ratio(returns: npt.ArrayLike) -> float:
@@ -333,7 +376,8 @@ def probability_of_backtest_overfitting(
     if dropped_rows:
         logger.debug("PBO drops the first %d of %d rows to make equal blocks", dropped_rows, n_rows)
     blocks = matrix[dropped_rows:].reshape(n_blocks, block_bars, n_candidates)
-    block_sums, block_sums_sq = blocks.sum(axis=1), np.square(blocks).sum(axis=1)
+    block_sums = blocks.sum(axis=1)
+    block_sums_sq = np.stack([np.square(block).sum(axis=0) for block in blocks])
     combinations = itertools.combinations(range(n_blocks), n_blocks // 2)
     in_sample = np.array(list(combinations), dtype=np.intp)
     n_half = block_bars * (n_blocks // 2)
@@ -472,6 +516,6 @@ def trial_sharpe_variance(returns: npt.ArrayLike) -> float:
     0.1588
     """
     matrix = np.asarray(returns, dtype=np.float64)
-    traded = matrix.std(axis=0) > 0
-    sharpes = sharpe_ratios(matrix[:, traded]) if traded.any() else np.zeros(0)
+    traded = np.sqrt(column_mean_var(matrix_rows(matrix), *matrix.shape)[1]) > 0
+    sharpes = sharpe_ratios(matrix)[traded] if traded.any() else np.zeros(0)
     return float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0

@@ -31,10 +31,12 @@ from scipy.stats import norm
 
 from core.settings import DecisionPolicy, DecisionSettings, PolicyGridSettings
 from ml.decision import positions_for_policies
+from ml.overfitting import BLOCK_ROWS, RowBlocks, column_mean_var, matrix_rows
 
 logger = logging.getLogger(__name__)
 
 FLAT_POLICY = DecisionPolicy(stay_flat=True)
+_CHUNK_ROWS = 65_536  # candle rows per block of the return model's temporaries
 _SPREAD_FLOOR = 1e-12  # per-candle returns are ~1e-3; spreads below this are rounding noise
 FloatMatrix = npt.NDArray[np.float64]
 
@@ -126,29 +128,34 @@ def candidate_returns(
     open[t] -> close[t]. (The fill rules of `strategy.vectorized`, with exposure in place of
     units.)
     """
-    exposure = side.astype(np.float64) * size * position_fraction
-    before = np.zeros_like(exposure)  # exposure held going into candle t (decided at t-2)
-    after = np.zeros_like(exposure)  # exposure traded at the open of t (decided at t-1)
-    after[1:] = exposure[:-1]
-    before[2:] = exposure[:-2]
+    exposure = side.astype(np.float64) * size
+    exposure *= position_fraction
     gap = np.zeros(len(close))
     gap[1:] = open_[1:] / close[:-1] - 1
     inside = close / open_ - 1
-    gross = (1 + before * gap[:, None]) * (1 + after * inside[:, None])
-    traded = np.abs(after - before)
-    net = (1 + before * gap[:, None]) * (1 - cost_per_side * traded) * (1 + after * inside[:, None])
-    previous = np.zeros_like(side)
-    previous[1:] = side[:-1]
-    entries = (side != 0) & (side != previous)
+    log_net, log_gross = np.empty_like(exposure), np.empty_like(exposure)
+    for start in range(0, len(close), _CHUNK_ROWS):  # bounded temporaries, same values
+        rows = slice(start, min(start + _CHUNK_ROWS, len(close)))
+        before = _shifted(exposure, 2, rows)  # exposure held going into candle t (from t-2)
+        after = _shifted(exposure, 1, rows)  # exposure traded at the open of t (from t-1)
+        held = 1 + before * gap[rows, None]
+        grown = 1 + after * inside[rows, None]
+        cost = 1 - cost_per_side * np.abs(after - before)
+        log_gross[rows] = np.log(np.maximum(held * grown, 1e-12))
+        log_net[rows] = np.log(np.maximum(held * cost * grown, 1e-12))
+    entries = side != 0
+    entries[1:] &= side[1:] != side[:-1]
     market = np.zeros(len(close))
     market[1:] = close[1:] / close[:-1] - 1
-    return CandidateReturns(
-        log_net=np.log(np.maximum(net, 1e-12)),
-        log_gross=np.log(np.maximum(gross, 1e-12)),
-        entries=entries,
-        exposure=exposure,
-        market=market,
-    )
+    return CandidateReturns(log_net, log_gross, entries, exposure, market)
+
+
+def _shifted(matrix: FloatMatrix, lag: int, rows: slice) -> FloatMatrix:
+    """Rows `rows` of `matrix` shifted down by `lag` rows (zeros before the first row)."""
+    out = np.zeros((rows.stop - rows.start, matrix.shape[1]))
+    first = max(rows.start - lag, 0)
+    out[first + lag - rows.start :] = matrix[first : max(rows.stop - lag, first)]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +196,16 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
     """
     if objective == "log_growth":
         return log_returns.sum(axis=0)
-    mean = log_returns.mean(axis=0)
+    n_rows, n_columns = log_returns.shape
     if objective == "sharpe":
-        spread = log_returns.std(axis=0, ddof=1)
+        mean, variance = column_mean_var(matrix_rows(log_returns), n_rows, n_columns, ddof=1)
+        spread = np.sqrt(variance)
     else:  # sortino: downside deviation below zero
-        spread = np.sqrt((np.minimum(log_returns, 0.0) ** 2).mean(axis=0))
+        mean = log_returns.mean(axis=0)
+        squares = np.zeros(n_columns)
+        for start in range(0, n_rows, BLOCK_ROWS):
+            squares += (np.minimum(log_returns[start : start + BLOCK_ROWS], 0.0) ** 2).sum(axis=0)
+        spread = np.sqrt(squares / n_rows)
     # No spread: a positive mean without a single losing candle is the best possible ratio
     # (inf), anything else scores like flat.
     unbounded = np.where(mean > 0, np.inf, 0.0)
@@ -203,15 +215,19 @@ def objective_scores(log_returns: FloatMatrix, objective: str) -> npt.NDArray[np
 
 def t_statistics(log_returns: FloatMatrix) -> npt.NDArray[np.float64]:
     """t-statistic of the mean per-candle log return of each column (0 without variance)."""
-    n = len(log_returns)
+    return _t_statistics(matrix_rows(log_returns), *log_returns.shape)
+
+
+def _t_statistics(rows: RowBlocks, n: int, n_columns: int) -> npt.NDArray[np.float64]:
     if n < 2:
-        return np.zeros(log_returns.shape[1])
-    spread = log_returns.std(axis=0, ddof=1)
+        return np.zeros(n_columns)
+    mean, variance = column_mean_var(rows, n, n_columns, ddof=1)
+    spread = np.sqrt(variance)
     # Below this the "spread" is float residue (e.g. a constant exposure's excess return):
     # its t-statistic would be arbitrary, so it counts as no evidence at all.
     real = spread > _SPREAD_FLOOR
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(real, log_returns.mean(axis=0) / spread * np.sqrt(n), 0.0)
+        return np.where(real, mean / spread * np.sqrt(n), 0.0)
 
 
 def timing_t_statistics(
@@ -222,12 +238,16 @@ def timing_t_statistics(
 
     Measuring against flat would reward any long-biased rule for the market's drift (a
     trending random walk makes them look skilled); against its average exposure, only
-    being in the market at better-than-random times counts.
+    being in the market at better-than-random times counts. The excess returns are
+    computed block by block, never as a whole (rows x candidates) matrix.
     """
-    net = np.expm1(returns.log_net[first:stop])
-    market = returns.market[first:stop]
     average = returns.exposure[first:stop].mean(axis=0)
-    return t_statistics(net - market[:, None] * average[None, :])
+
+    def excess(start: int, end: int) -> FloatMatrix:
+        rows = slice(first + start, first + end)
+        return np.expm1(returns.log_net[rows]) - returns.market[rows, None] * average[None, :]
+
+    return _t_statistics(excess, stop - first, returns.log_net.shape[1])
 
 
 def evidence_bar(n_trading: int, cfg: DecisionSettings) -> float:
@@ -375,6 +395,7 @@ def search_policies(
     streams = (-1, *(stream for stream, _ in pairs))
     columns = proba_up[:, [max(stream, 0) for stream in streams]]
     side, size = positions_for_policies(columns, policies)
+    del columns  # (candles x candidates) floats no longer needed
     returns = candidate_returns(
         side,
         size,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,14 +32,62 @@ logger = logging.getLogger(__name__)
 Positions = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
+Ranges = npt.NDArray[np.int64]  # shape (k, 2): half-open [start, stop) row ranges
+
+
+def _as_ranges(rows: Positions) -> Ranges:
+    """Increasing row positions as runs of consecutive rows: O(holes), not O(rows).
+
+    >>> _as_ranges(np.array([0, 1, 2, 5, 6, 9])).tolist()
+    [[0, 3], [5, 7], [9, 10]]
+    """
+    if len(rows) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate(([0], breaks))]
+    stops = rows[np.concatenate((breaks - 1, [len(rows) - 1]))] + 1
+    return np.column_stack((starts, stops)).astype(np.int64)
+
+
+def _positions(ranges: Ranges) -> Positions:
+    """The row positions of `_as_ranges` back, in order."""
+    if len(ranges) == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate([np.arange(start, stop, dtype=np.int64) for start, stop in ranges])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Fold:
-    """Integer row positions of one fold: fit rows, validation slice and test window."""
+    """Rows of one fold: fit rows, validation slice and test window.
+
+    Stored as [start, stop) row ranges (a few per fold), so the folds of an expanding
+    walk-forward take memory linear in their number, not in the sum of their windows;
+    `train`, `validation` and `test` give the integer positions when asked.
+    """
 
     number: int
-    train: Positions
-    validation: Positions
-    test: Positions
+    train_ranges: Ranges
+    validation_ranges: Ranges
+    test_ranges: Ranges
+
+    @property
+    def train(self) -> Positions:
+        """Fit rows (before dropping dead-band rows)."""
+        return _positions(self.train_ranges)
+
+    @property
+    def validation(self) -> Positions:
+        """Validation rows (empty without `validation_bars`)."""
+        return _positions(self.validation_ranges)
+
+    @property
+    def test(self) -> Positions:
+        """Test rows: one contiguous window."""
+        return _positions(self.test_ranges)
+
+
+def _fold(number: int, train: Positions, validation: Positions, test: Positions) -> Fold:
+    return Fold(number, _as_ranges(train), _as_ranges(validation), _as_ranges(test))
 
 
 def _window_folds(n_rows: int, cfg: WalkForwardSettings, gap: int) -> list[Fold]:
@@ -64,8 +112,8 @@ def _window_folds(n_rows: int, cfg: WalkForwardSettings, gap: int) -> list[Fold]
         val_start = window_end - cfg.validation_bars
         fit_end = val_start - gap if cfg.validation_bars else window_end
         folds.append(
-            Fold(
-                number=len(folds) + 1,
+            _fold(
+                len(folds) + 1,
                 train=rows[rows < fit_end],
                 validation=rows[rows >= val_start] if cfg.validation_bars else rows[:0],
                 test=np.arange(test_start, test_end, dtype=np.int64),
@@ -80,8 +128,8 @@ def _holdout_fold(n_rows: int, cfg: WalkForwardSettings, gap: int) -> list[Fold]
     train_share, val_share, _ = cfg.holdout_fractions
     val_start = int(n_rows * train_share)
     val_end = int(n_rows * (train_share + val_share))
-    fold = Fold(
-        number=1,
+    fold = _fold(
+        1,
         train=np.arange(0, max(val_start - gap, 0), dtype=np.int64),
         validation=np.arange(val_start, val_end, dtype=np.int64),
         test=np.arange(min(val_end + gap, n_rows), n_rows, dtype=np.int64),
@@ -119,13 +167,10 @@ def walk_forward_splits(n_rows: int, cfg: WalkForwardSettings, *, horizon_bars: 
         )
     if cfg.max_folds is not None:
         folds = folds[-cfg.max_folds :]
-    return [
-        Fold(number=i, train=f.train, validation=f.validation, test=f.test)
-        for i, f in enumerate(folds, start=1)
-    ]
+    return [dataclasses.replace(fold, number=i) for i, fold in enumerate(folds, start=1)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FoldResult:
     """Boundaries (timestamps), sizes, test metrics and choices of one fold."""
 
@@ -144,7 +189,7 @@ class FoldResult:
     fit_seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class WalkForwardResult:
     """Out-of-sample predictions of every fold, with metrics, baselines and significance."""
 
@@ -158,31 +203,7 @@ class WalkForwardResult:
     fit_seconds: float
 
 
-Ranges = npt.NDArray[np.int64]  # shape (k, 2): half-open [start, stop) row ranges
-
-
-def _as_ranges(rows: Positions) -> Ranges:
-    """Increasing row positions as runs of consecutive rows: O(holes), not O(rows).
-
-    >>> _as_ranges(np.array([0, 1, 2, 5, 6, 9])).tolist()
-    [[0, 3], [5, 7], [9, 10]]
-    """
-    if len(rows) == 0:
-        return np.empty((0, 2), dtype=np.int64)
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = rows[np.concatenate(([0], breaks))]
-    stops = rows[np.concatenate((breaks - 1, [len(rows) - 1]))] + 1
-    return np.column_stack((starts, stops)).astype(np.int64)
-
-
-def _positions(ranges: Ranges) -> Positions:
-    """The row positions of `_as_ranges` back, in order."""
-    if len(ranges) == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.concatenate([np.arange(start, stop, dtype=np.int64) for start, stop in ranges])
-
-
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _FoldData:
     """The one copy of the dataset every fold reads (scattered once to Dask workers)."""
 
@@ -192,7 +213,7 @@ class _FoldData:
     trainable: npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _FoldTask:
     """One fold as small picklable values: settings and row ranges into the shared `_FoldData`.
 
@@ -209,7 +230,7 @@ class _FoldTask:
     test: Ranges
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _FoldOutput:
     result: FoldResult
     predictions: pd.DataFrame
@@ -306,9 +327,9 @@ def _make_tasks(
             algorithm=algorithm,
             ml=ml,
             tune=tune,
-            train=_as_ranges(fold.train),
-            validation=_as_ranges(fold.validation),
-            test=_as_ranges(fold.test),
+            train=fold.train_ranges,
+            validation=fold.validation_ranges,
+            test=fold.test_ranges,
         )
         for fold in folds
     ]
