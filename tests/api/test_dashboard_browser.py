@@ -209,4 +209,18 @@ def test_dashboard_refreshes_itself_without_reloading(
     ), page.inner_text("#refresh-status")
     assert sum("/dashboard/live" in url for url in requested) >= 1
     assert [url for url in requested if urlparse(url).path == "/"] == [f"{served_app.url}/"]
+
+    # a hidden tab fetches nothing; showing it again refreshes at once
+    set_hidden = """hidden => {
+        Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    page.evaluate(set_hidden, True)
+    page.wait_for_timeout(500)  # a fetch already under way may still finish
+    fetched = len(requested)
+    page.wait_for_timeout(4 * REFRESH_SECONDS * 1000)
+    assert requested[fetched:] == []
+    page.evaluate(set_hidden, False)
+    page.wait_for_timeout(500)
+    assert any("/dashboard/live" in url for url in requested[fetched:])
     assert _foreign(requested) == [] and errors == []
