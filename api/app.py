@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import swagger_ui_bundle
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -114,14 +114,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 SWAGGER_STATIC = "/static/swagger"
+SWAGGER_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+"""Swagger UI 5 (reads OpenAPI 3.1, which FastAPI writes) shipped by `fastapi-offline`."""
 
 
 def _install_docs(app: FastAPI) -> None:
-    """`/docs` with the Swagger UI of the `swagger-ui-bundle` package, served by this server
-    (FastAPI's default page loads it from a CDN: blank offline)."""
+    """`/docs` with the Swagger UI assets of the `fastapi-offline` package, served by this
+    server (FastAPI's default page loads them from a CDN: blank offline). The
+    `swagger-ui-bundle` package's Swagger UI 4 cannot render OpenAPI 3.1."""
     app.mount(
         SWAGGER_STATIC,
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        StaticFiles(directory=SWAGGER_ASSETS),
         name="swagger",
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -121,6 +123,15 @@ def probability_figure(predictions: pd.DataFrame, *, threshold: float) -> go.Fig
     return fig
 
 
+CHART_CONFIG = {"displaylogo": False, "responsive": True}
+"""The Plotly config of every dashboard chart (first drawing and refreshes alike)."""
+
+
+def figure_json(fig: go.Figure) -> dict[str, Any]:
+    """A figure's `data`, `layout` and `config` as JSON values (what `Plotly.react` takes)."""
+    return {**json.loads(pio.to_json(fig, validate=False)), "config": CHART_CONFIG}
+
+
 def figure_html(fig: go.Figure, *, div_id: str, nonce: str | None = None) -> str:
     """A `<div>` + script fragment; the page loads Plotly itself from /static/plotly.min.js.
 
@@ -132,7 +143,7 @@ def figure_html(fig: go.Figure, *, div_id: str, nonce: str | None = None) -> str
             include_plotlyjs=False,
             full_html=False,
             div_id=div_id,
-            config={"displaylogo": False, "responsive": True},
+            config=CHART_CONFIG,
         )
     )
     # the first tag is the fragment's own script; its JSON data escapes "<" (\u003c)

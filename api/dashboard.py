@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from api.charts import (
     accuracy_figure,
@@ -90,6 +91,56 @@ class Dashboard:
     action_rules: dict[str, str] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
     paper: PaperOut | None = None
+    refresh_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class LivePanels:
+    """The parts of the page that change with each bot tick (what the page re-fetches)."""
+
+    pair: Pair
+    latest: list[LoggedPrediction]
+    accuracy: AccuracyOut
+    recent: list[LoggedPrediction]
+    action_rules: dict[str, str]
+    figures: dict[str, go.Figure]
+    paper: PaperOut
+
+
+def build_live_panels(session: Any, store: ModelCache, pair: Pair) -> LivePanels:
+    """Signals of every market, live accuracy, recent predictions and their two charts."""
+    accuracy = accuracy_report(
+        session,
+        store,
+        symbol=pair.symbol,
+        timeframe=pair.timeframe,
+        window=100,
+        last=5000,
+        model_id=None,
+    )
+    history = [
+        to_logged(p)
+        for p in list_predictions(
+            session, symbol=pair.symbol, timeframe=pair.timeframe, limit=CHART_POINTS
+        ).items
+    ]
+    latest = [to_logged(p) for p in latest_predictions(session)]
+    model = store.current_or_none(pair.symbol, pair.timeframe)
+    paper = paper_report(
+        session,
+        model.manifest if model else None,
+        symbol=pair.symbol,
+        timeframe=pair.timeframe,
+    )
+    return LivePanels(
+        pair=pair,
+        latest=latest,
+        accuracy=accuracy,
+        recent=history[:RECENT_ROWS],
+        action_rules=_action_rules(store, latest),
+        figures={**live_figures(accuracy, history), **paper_figures(paper)},
+        paper=paper,
+    )
 
 
 def build_dashboard(
@@ -108,49 +159,31 @@ def build_dashboard(
     if model is None:
         store.check_known(pair.symbol, pair.timeframe)
     info = model_info(session, model) if model else None
-    accuracy = accuracy_report(
-        session,
-        store,
-        symbol=pair.symbol,
-        timeframe=pair.timeframe,
-        window=100,
-        last=5000,
-        model_id=None,
-    )
-    history = list_predictions(
-        session, symbol=pair.symbol, timeframe=pair.timeframe, limit=CHART_POINTS
-    ).items
-    latest = [to_logged(p) for p in latest_predictions(session)]
+    live = build_live_panels(session, store, pair)
     form, source = indicator_form(settings, model)
-    paper = paper_report(
-        session,
-        model.manifest if model else None,
-        symbol=pair.symbol,
-        timeframe=pair.timeframe,
-    )
-    charts = _charts(info, accuracy, [to_logged(p) for p in history], nonce=script_nonce)
     return Dashboard(
         pair=pair,
-        pairs=_pairs(store, latest),
-        latest=latest,
+        pairs=_pairs(store, live.latest),
+        latest=live.latest,
         model=info,
         no_model_message=None if model else _no_model(pair),
-        accuracy=accuracy,
-        recent=[to_logged(p) for p in history[:RECENT_ROWS]],
+        accuracy=live.accuracy,
+        recent=live.recent,
         backtests=[backtest_summary(run) for run in list_backtest_runs(session, limit=20)],
         form=form,
         form_source=source,
-        classification_rows=_classification_rows(info, accuracy),
+        classification_rows=_classification_rows(info, live.accuracy),
         trading_rows=_trading_rows(info.backtest if info else None),
         baselines=_baselines(info),
         backtest_sample=sample_flag(info.backtest if info else None),
-        action_rules=_action_rules(store, latest),
-        charts={**charts, **paper_charts(paper, nonce=script_nonce)},
-        paper=paper,
+        action_rules=live.action_rules,
+        charts=_charts(info, live.figures, nonce=script_nonce),
+        refresh_seconds=settings.api.dashboard_refresh_seconds,
+        paper=live.paper,
     )
 
 
-def paper_charts(paper: PaperOut, *, nonce: str | None) -> dict[str, str]:
+def paper_figures(paper: PaperOut) -> dict[str, go.Figure]:
     """The paper panel's charts: equity vs buy-and-hold, and the rolling return in its band."""
     if not paper.equity:
         return {}
@@ -161,13 +194,12 @@ def paper_charts(paper: PaperOut, *, nonce: str | None) -> dict[str, str]:
         },
         index=pd.DatetimeIndex([p.candle_open for p in paper.equity]),
     )
-    charts = {"paper": figure_html(paper_figure(frame), div_id="chart-paper", nonce=nonce)}
+    figures = {"paper": paper_figure(frame)}
     band = paper.expectation.band
     if band is not None:
         rolling = (frame["equity"] / frame["equity"].shift(band.window_bars) - 1).dropna()
-        figure = band_figure(rolling, window_bars=band.window_bars, band=band.model_dump())
-        charts["band"] = figure_html(figure, div_id="chart-band", nonce=nonce)
-    return charts
+        figures["band"] = band_figure(rolling, window_bars=band.window_bars, band=band.model_dump())
+    return figures
 
 
 def _no_model(pair: Pair) -> str:
@@ -311,14 +343,9 @@ def _baselines(info: ModelInfoOut | None) -> Mapping[str, Any]:
     return {**baselines, "p_value": significance.get("p_value")}
 
 
-def _charts(
-    info: ModelInfoOut | None,
-    accuracy: AccuracyOut,
-    history: list[LoggedPrediction],
-    *,
-    nonce: str | None,
-) -> dict[str, str]:
-    charts: dict[str, str] = {}
+def live_figures(accuracy: AccuracyOut, history: list[LoggedPrediction]) -> dict[str, go.Figure]:
+    """The rolling-accuracy and logged-P(up) charts (absent while there is nothing to draw)."""
+    figures: dict[str, go.Figure] = {}
     if accuracy.series:
         series = pd.DataFrame(
             {"rolling_accuracy": [p.rolling_accuracy for p in accuracy.series]},
@@ -330,9 +357,7 @@ def _charts(
             "coin flip": 0.5,
         }
         shown = {k: v for k, v in references.items() if v is not None and finite_or_none(v)}
-        charts["accuracy"] = figure_html(
-            accuracy_figure(series, references=shown), div_id="chart-accuracy", nonce=nonce
-        )
+        figures["accuracy"] = accuracy_figure(series, references=shown)
     if history:
         frame = pd.DataFrame(
             {
@@ -341,10 +366,16 @@ def _charts(
             },
             index=pd.DatetimeIndex([p.candle_open for p in history]),
         ).sort_index()
-        threshold = history[0].threshold
-        charts["probability"] = figure_html(
-            probability_figure(frame, threshold=threshold), div_id="chart-probability", nonce=nonce
-        )
+        figures["probability"] = probability_figure(frame, threshold=history[0].threshold)
+    return figures
+
+
+def _charts(
+    info: ModelInfoOut | None, figures: dict[str, go.Figure], *, nonce: str | None
+) -> dict[str, str]:
+    charts = {
+        name: figure_html(fig, div_id=f"chart-{name}", nonce=nonce) for name, fig in figures.items()
+    }
     if info and info.feature_importance:
         importance = pd.Series(info.feature_importance, dtype=float)
         charts["importance"] = figure_html(

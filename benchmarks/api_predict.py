@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python -m benchmarks.api_predict                       # logreg + lightgbm
     .venv/bin/python -m benchmarks.api_predict --models logreg --seconds 3 --concurrency 1,8
+    .venv/bin/python -m benchmarks.api_predict --baseline /tmp/wt-old   # before/after, interleaved
 
 Targets (issue 6): `/predict` req/s >= 50 % of the hello-world endpoint served with the same
 uvicorn settings, and p50 latency <= 3 ms at concurrency 1.
@@ -11,8 +12,10 @@ Both servers run as `python -m uvicorn <factory> --factory` on 127.0.0.1 with id
 (workers, no access log, warning log level). The API runs with `api.rate_limit: null` (the
 default 600/minute would answer 429 after the first second). Models are trained on the shared
 BTC 1h candles (synthetic ones if the file is absent) with one walk-forward fold, then
-promoted. The load generator is a keep-alive asyncio client with prebuilt request bytes, so it
-costs far less per request than the server; it still shares the 2 vCPUs with the server.
+promoted. With `--baseline DIR` (a `git worktree` of an earlier commit) each model is also
+served by that tree's code, measured in the same interleaved rounds. The load generator is a
+keep-alive asyncio client with prebuilt request bytes, so it costs far less per request than
+the server; it still shares the 2 vCPUs with the server.
 """
 
 from __future__ import annotations
@@ -124,14 +127,20 @@ def free_port() -> int:
 
 @contextmanager
 def uvicorn_server(
-    target: str, *, workers: int, ready_path: str, env: dict[str, str] | None = None
+    target: str,
+    *,
+    workers: int,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    code: Path = REPO,
 ) -> Iterator[int]:
-    """Run `python -m uvicorn TARGET --factory` on a free port until the block ends."""
+    """Run `python -m uvicorn TARGET --factory` on a free port until the block ends, importing
+    the project from `code` (the working directory comes first on `sys.path`)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--no-access-log",
                "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(command, cwd=code, env={**os.environ, **(env or {})})
     try:
         _wait_ready(port, ready_path, process)
         yield port
@@ -291,6 +300,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (all servers)")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="also serve each model from this code tree"
+    )
     return parser.parse_args()
 
 
@@ -348,14 +360,17 @@ def main() -> int:
                            ready_path="/hello")
         )  # fmt: skip
         targets = [Target("hello-world", port, build_request("GET", "/hello"))]
+        codes = {"": REPO} | ({" base": args.baseline.resolve()} if args.baseline else {})
         for algorithm, model_id in ids.items():
             served = serving_root(root, algorithm, model_id)
             env = {"CRYPTOPRED_CONFIG": str(served / "config.yaml")}
-            port = servers.enter_context(
-                uvicorn_server("api.app:create_app", workers=args.workers, ready_path="/features",
-                               env=env)
-            )  # fmt: skip
-            targets.append(Target(f"/predict {algorithm}", port, predict_request(root, model_id)))
+            for suffix, code in codes.items():
+                port = servers.enter_context(
+                    uvicorn_server("api.app:create_app", workers=args.workers,
+                                   ready_path="/features", env=env, code=code)
+                )  # fmt: skip
+                request = predict_request(root, model_id)
+                targets.append(Target(f"/predict {algorithm}{suffix}", port, request))
         results = measure(targets, levels, rounds=args.rounds, seconds=args.seconds)
     rows, passed = summarise(results, [t.label for t in targets], levels)
     print(

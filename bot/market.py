@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from bot.deps import BotDeps, tick_time_ms
@@ -21,7 +22,7 @@ from core.types import Direction
 from data.schema import index_to_epoch_ms
 from ml.decision import LivePolicy, PolicyState, history_bars_needed, positions_from_proba
 from ml.labels import triple_barrier_outcome
-from ml.predict import direction_of, predict_history, required_candles
+from ml.predict import Prediction, predict_many, required_candles
 from ml.registry import ModelArtifact
 from serving.paper import Market
 from storage.db import session_scope
@@ -280,59 +281,91 @@ def predict_rows(
 ) -> list[NewPrediction]:
     """One prediction per closed candle in [plan.first_ms, plan.last_closed_ms].
 
-    `predict_history` over the fetched window is the backtest's inference path; every target
-    has at least `warmup_bars` candles of history in the window, so its features equal the
-    full-history ones (see `ml.features.warmup_bars`). `positions_from_proba` turns the
-    targets' probabilities into the policy's actions, continuing from `plan.state` as the
-    backtest continues from the previous candle. Created time and latency are set later.
+    The records come from `ml.predict.predict_many` (the records `predict_latest` makes)
+    over the fetched window; every target has at least `warmup_bars` candles of history in
+    the window, so its features equal the full-history ones (see `ml.features.warmup_bars`).
+    `positions_from_proba` turns the targets' probabilities into the policy's actions,
+    continuing from `plan.state` as the backtest continues from the previous candle.
+    Created time and latency are set later.
     """
-    proba = predict_history(artifact, candles)
     open_ms = index_to_epoch_ms(pd.DatetimeIndex(candles.index))
     targets = np.flatnonzero((open_ms >= plan.first_ms) & (open_ms <= plan.last_closed_ms))
     _warn_missing(artifact, plan, len(targets), candles)
-    manifest = artifact.manifest
-    predicted: list[tuple[int, float]] = []
+    ready = targets[targets >= warmup_bars - 1]
+    since = candles.index[ready[0]] if len(ready) else None
+    records = predict_many(artifact, candles, since=since) if since is not None else ()
+    _warn_unpredicted(candles, targets, records, artifact=artifact)
+    positions = positions_from_proba(
+        [record.proba_up for record in records], policy.policy, state=plan.state
+    )
+    return [
+        new_prediction(
+            record,
+            exchange=deps.source.exchange_id,
+            side=side,
+            size=size,
+            policy_source=policy.source,
+            is_backfill=to_epoch_ms(record.candle_open) != plan.last_closed_ms,
+            created_ms=to_epoch_ms(now),
+        )
+        for record, side, size in zip(
+            records, positions.side.tolist(), positions.size.tolist(), strict=True
+        )
+    ]
+
+
+def new_prediction(
+    record: Prediction,
+    *,
+    exchange: str,
+    side: int,
+    size: float,
+    policy_source: str,
+    is_backfill: bool,
+    created_ms: int,
+) -> NewPrediction:
+    """The database row of a `Prediction` and the policy's action on it."""
+    candle_ms = to_epoch_ms(record.candle_open)
+    step_ms = to_epoch_ms(record.candle_close) - candle_ms
+    return NewPrediction(
+        exchange=exchange,
+        symbol=record.symbol,
+        timeframe=record.timeframe,
+        candle_open_ms=candle_ms,
+        target_close_ms=candle_ms + (record.horizon_bars + 1) * step_ms,
+        horizon_bars=record.horizon_bars,
+        proba_up=record.proba_up,
+        direction=record.direction,
+        signal=int(side),  # type: ignore[arg-type]
+        size=float(size),
+        policy_source=policy_source,
+        threshold=record.threshold,
+        model_id=record.model_id,
+        created_ms=created_ms,
+        latency_ms=0.0,
+        is_backfill=is_backfill,
+    )
+
+
+def _warn_unpredicted(
+    candles: pd.DataFrame,
+    targets: npt.NDArray[np.intp],
+    records: tuple[Prediction, ...],
+    *,
+    artifact: ModelArtifact,
+) -> None:
+    """Log each target candle left without a record (short or unclean feature history)."""
+    predicted = {record.candle_open for record in records}
     for i in targets.tolist():
         stamp = candles.index[i]
-        value = proba.get(stamp)
-        if i < warmup_bars - 1 or value is None or not np.isfinite(value):
+        if stamp not in predicted:
             logger.warning(
                 "%s %s: not enough clean history before %s (%d candles); not predicted",
-                manifest.symbol,
-                manifest.timeframe,
+                artifact.manifest.symbol,
+                artifact.manifest.timeframe,
                 f"{stamp:%Y-%m-%d %H:%M}Z",
                 i + 1,
             )
-            continue
-        predicted.append((int(open_ms[i]), float(value)))
-    positions = positions_from_proba(
-        [value for _, value in predicted], policy.policy, state=plan.state
-    )
-    horizon = manifest.labels.horizon_bars
-    step_ms = timeframe_to_ms(manifest.timeframe)
-    return [
-        NewPrediction(
-            exchange=deps.source.exchange_id,
-            symbol=manifest.symbol,
-            timeframe=manifest.timeframe,
-            candle_open_ms=candle_ms,
-            target_close_ms=candle_ms + (horizon + 1) * step_ms,
-            horizon_bars=horizon,
-            proba_up=proba_up,
-            direction=direction_of(proba_up, manifest.threshold),
-            signal=int(side),  # type: ignore[arg-type]
-            size=float(size),
-            policy_source=policy.source,
-            threshold=manifest.threshold,
-            model_id=artifact.model_id,
-            created_ms=to_epoch_ms(now),
-            latency_ms=0.0,
-            is_backfill=candle_ms != plan.last_closed_ms,
-        )
-        for (candle_ms, proba_up), side, size in zip(
-            predicted, positions.side.tolist(), positions.size.tolist(), strict=True
-        )
-    ]
 
 
 def _warn_missing(

@@ -532,6 +532,8 @@ class ApiSettings(_Section):
     require_key_for_all: bool = False
     max_tick_age: Duration = timedelta(hours=3)
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    dashboard_refresh_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    """How often an open dashboard re-fetches its live panels (paused while the tab is hidden)."""
 
 
 class StorageSettings(_Section):

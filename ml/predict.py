@@ -68,21 +68,69 @@ def predict_proba_features(
     return np.asarray(proba[:, 1], dtype="float64")
 
 
-def predict_history(artifact: ModelArtifact, ohlcv: pd.DataFrame) -> pd.Series:
-    """`proba_up` for every candle whose features are complete (index = candle open time)."""
+def _proba_since(
+    artifact: ModelArtifact, ohlcv: pd.DataFrame, since: pd.Timestamp | None
+) -> pd.Series:
+    """`proba_up` of the candles opened at or after `since` whose features are complete.
+
+    Features are built over all of `ohlcv` (the history before `since` is their warm-up);
+    only the selected rows are scored.
+    """
     features = build_features(ohlcv, feature_settings_of(artifact))
-    features = features[artifact.manifest.feature_names].dropna()
+    features = features[artifact.manifest.feature_names]
+    if since is not None:
+        features = features[features.index >= since]
+    features = features.dropna()
     if features.empty:
         return pd.Series(dtype="float64", name="proba_up")
     proba = predict_proba_features(artifact, features)
     return pd.Series(proba, index=features.index, name="proba_up")
 
 
+def predict_history(artifact: ModelArtifact, ohlcv: pd.DataFrame) -> pd.Series:
+    """`proba_up` for every candle whose features are complete (index = candle open time)."""
+    return _proba_since(artifact, ohlcv, None)
+
+
+def predict_many(
+    artifact: ModelArtifact, ohlcv: pd.DataFrame, *, since: pd.Timestamp | None = None
+) -> tuple[Prediction, ...]:
+    """One `Prediction` per closed candle of `ohlcv` opened at or after `since` (all when
+    None), oldest first; candles whose features are incomplete are left out, so a caller
+    that needs a given candle checks that its record is there.
+
+    The candles before `since` are the features' warm-up. Each record is the one
+    `predict_latest` makes for that candle (the bot's backfill and its newest candle, the
+    API's `/predict/candles`).
+    """
+    proba = _proba_since(artifact, ohlcv, since)
+    manifest = artifact.manifest
+    step = timeframe_to_timedelta(manifest.timeframe)
+    return tuple(
+        Prediction(
+            symbol=manifest.symbol,
+            timeframe=manifest.timeframe,
+            candle_open=candle_open,
+            candle_close=candle_open + step,
+            horizon_bars=manifest.labels.horizon_bars,
+            proba_up=proba_up,
+            direction=direction_of(proba_up, manifest.threshold),
+            threshold=manifest.threshold,
+            model_id=artifact.model_id,
+        )
+        for candle_open, proba_up in zip(
+            pd.DatetimeIndex(proba.index), proba.to_numpy().tolist(), strict=True
+        )
+    )
+
+
 def predict_latest(artifact: ModelArtifact, ohlcv: pd.DataFrame) -> Prediction:
-    """Predict from the newest candle of `ohlcv` (which must be closed).
+    """Predict from the newest candle of `ohlcv` (which must be closed): the last record of
+    `predict_many` over the model's warm-up window.
 
     Raises:
         NotEnoughDataError: fewer candles than the features' warm-up needs.
+        DataValidationError: the newest candle's features are not all finite.
     """
     needed = required_candles(artifact)
     if len(ohlcv) < needed:
@@ -91,19 +139,15 @@ def predict_latest(artifact: ModelArtifact, ohlcv: pd.DataFrame) -> Prediction:
             "for its feature warm-up"
         )
     window = ohlcv.iloc[-needed:]
-    features = build_features(window, feature_settings_of(artifact))
-    last = features[artifact.manifest.feature_names].iloc[[-1]]
-    proba_up = float(predict_proba_features(artifact, last)[0])
-    manifest = artifact.manifest
-    candle_open = pd.Timestamp(ohlcv.index[-1])
-    return Prediction(
-        symbol=manifest.symbol,
-        timeframe=manifest.timeframe,
-        candle_open=candle_open,
-        candle_close=candle_open + timeframe_to_timedelta(manifest.timeframe),
-        horizon_bars=manifest.labels.horizon_bars,
-        proba_up=proba_up,
-        direction=direction_of(proba_up, manifest.threshold),
-        threshold=manifest.threshold,
-        model_id=artifact.model_id,
-    )
+    newest = pd.Timestamp(window.index[-1])
+    records = predict_many(artifact, window, since=newest)
+    if not records:
+        features = build_features(window, feature_settings_of(artifact))
+        last = features[artifact.manifest.feature_names].iloc[-1]
+        missing = [name for name, value in last.items() if not np.isfinite(value)]
+        raise DataValidationError(
+            f"feature {missing[0]!r} is not finite at row {newest}"
+            if missing
+            else f"the features of the candle opened {newest} are incomplete"
+        )
+    return records[-1]

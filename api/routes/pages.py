@@ -11,10 +11,11 @@ from typing import Any
 
 import plotly
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from api.dashboard import build_dashboard
+from api.charts import figure_json
+from api.dashboard import build_dashboard, build_live_panels
 from api.deps import PairDep, SessionDep, SettingsDep, StoreDep
 from api.headers import CSP_HEADER, make_nonce, page_policy
 
@@ -22,6 +23,9 @@ router = APIRouter(include_in_schema=False)
 
 MISSING = "\u2013"
 """Shown for a missing or undefined number (an en dash)."""
+
+LIVE_PANELS = ("signals", "accuracy", "recent", "paper_summary", "paper_trades")
+"""The macros of `panels.html` that /dashboard/live renders (the page's `data-panel` names)."""
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -92,3 +96,21 @@ def dashboard(
     templates: Jinja2Templates = request.app.state.templates
     headers = {CSP_HEADER: page_policy([f"'nonce-{nonce}'"])}
     return templates.TemplateResponse(request, "dashboard.html", {"page": page}, headers=headers)
+
+
+@router.get("/dashboard/live")
+def dashboard_live(
+    request: Request, pair: PairDep, session: SessionDep, store: StoreDep
+) -> JSONResponse:
+    """The page's live panels for its auto-refresh: each `data-panel`'s HTML, rendered by the
+    macros the page itself uses, and each `data-chart`'s figure for `Plotly.react`."""
+    if store.current_or_none(pair.symbol, pair.timeframe) is None:
+        store.check_known(pair.symbol, pair.timeframe)
+    live = build_live_panels(session, store, pair)
+    templates: Jinja2Templates = request.app.state.templates
+    macros = templates.env.get_template("panels.html").module
+    body = {
+        "panels": {name: str(getattr(macros, name)(live)) for name in LIVE_PANELS},
+        "charts": {name: figure_json(fig) for name, fig in live.figures.items()},
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

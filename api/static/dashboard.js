@@ -1,5 +1,92 @@
-// Dashboard behaviour: market switcher and the indicator form (fetch, no page reload).
+// Dashboard behaviour: auto-refresh of the live panels, market switcher and the indicator
+// form (fetch, no page reload).
 "use strict";
+
+// Auto-refresh. Every `data-refresh-seconds` (api.dashboard_refresh_seconds) each registered
+// refresher runs; none runs while the tab is hidden, and all run at once when it shows again.
+// A panel adds itself with `window.dashboard.register(name, async () => {...})`.
+window.dashboard = (function () {
+  const refreshers = new Map();
+  const seconds = Number(document.body.dataset.refreshSeconds) || 30;
+  const status = document.getElementById("refresh-status");
+  let timer = null;
+  let running = false;
+
+  function register(name, refresh) {
+    refreshers.set(name, refresh);
+  }
+
+  async function refreshNow() {
+    if (running) {
+      return;
+    }
+    running = true;
+    const results = await Promise.allSettled([...refreshers.values()].map((f) => f()));
+    running = false;
+    const failed = results
+      .map((result, i) => [result, [...refreshers.keys()][i]])
+      .filter(([result]) => result.status === "rejected")
+      .map(([result, name]) => name + ": " + result.reason.message);
+    if (status) {
+      const time = new Date().toISOString().slice(11, 19);
+      status.textContent = failed.length
+        ? "refresh failed at " + time + " UTC (" + failed.join("; ") + "); figures may be stale"
+        : "updated " + time + " UTC, every " + seconds + " s";
+      status.classList.toggle("bad", failed.length > 0);
+    }
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = document.hidden ? null : setTimeout(tick, seconds * 1000);
+  }
+
+  async function tick() {
+    await refreshNow();
+    schedule();
+  }
+
+  document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
+  schedule();
+  return { register, refreshNow, seconds };
+})();
+
+// The page's own live panels: HTML from the page's macros, charts redrawn with Plotly.react.
+const shownPanels = new Map();
+window.dashboard.register("live", async function () {
+  const query = new URLSearchParams({
+    symbol: document.body.dataset.symbol,
+    timeframe: document.body.dataset.timeframe,
+  });
+  const response = await fetch("/dashboard/live?" + query.toString(), {
+    headers: { Accept: "application/json" },
+    cache: "no-store",
+  });
+  if (!response.ok) {
+    throw new Error("HTTP " + response.status);
+  }
+  const body = await response.json();
+  for (const [name, html] of Object.entries(body.panels)) {
+    const panel = document.querySelector('[data-panel="' + name + '"]');
+    if (panel && shownPanels.get(name) !== html) {
+      panel.innerHTML = html; // server-rendered, escaped by Jinja; carries no script
+      shownPanels.set(name, html);
+    }
+  }
+  for (const [name, figure] of Object.entries(body.charts)) {
+    const slot = document.querySelector('[data-chart="' + name + '"]');
+    if (!slot) {
+      continue;
+    }
+    let plot = slot.querySelector(".js-plotly-plot");
+    if (!plot) {
+      plot = document.createElement("div");
+      plot.id = "chart-" + name;
+      slot.replaceChildren(plot);
+    }
+    await Plotly.react(plot, figure.data, figure.layout, figure.config);
+  }
+});
 
 (function () {
   const select = document.getElementById("pair-select");

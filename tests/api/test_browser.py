@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -41,13 +43,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(tmp_path: Path) -> Path:
+def _write_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
     config = {
         "data": {"cache_dir": str(tmp_path / "cache")},
         "ml": {**SMALL_ML, "registry_dir": str(tmp_path / "models")},
         "backtest": {"reports_dir": str(tmp_path / "reports")},
         "storage": {"db_url": f"sqlite:///{tmp_path / 'test.db'}"},
         "logging": {"level": "WARNING"},
+        **sections,
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -68,12 +71,13 @@ def _wait_until_up(base_url: str, process: subprocess.Popen, timeout_seconds: fl
     raise AssertionError(f"{base_url} did not become healthy in {timeout_seconds} s")
 
 
-@pytest.fixture
-def server(tmp_path: Path, trained_registry: Path) -> Iterator[str]:
-    """A real `cryptopred serve` on a free 127.0.0.1 port with a model and a seeded database."""
-    config = _write_config(tmp_path)
+@contextmanager
+def serving(tmp_path: Path, registry: Path, **sections: dict[str, Any]) -> Iterator[str]:
+    """A real `cryptopred serve` on a free 127.0.0.1 port with a model and a seeded database
+    (`sections` are added to its config.yaml); its base URL. Checks its log when it stops."""
+    config = _write_config(tmp_path, **sections)
     settings = api_settings(tmp_path)
-    manifest = install_model(trained_registry, settings)
+    manifest = install_model(registry, settings)
     seed_database(settings, manifest.model_id)
     write_report(settings)
     port = _free_port()
@@ -101,6 +105,13 @@ def server(tmp_path: Path, trained_registry: Path) -> Iterator[str]:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (exit status -15)
     assert process.returncode in (0, -signal.SIGTERM), server_log[-2000:]
     assert "Traceback" not in server_log and " ERROR " not in server_log, server_log[-2000:]
+
+
+@pytest.fixture
+def server(tmp_path: Path, trained_registry: Path) -> Iterator[str]:
+    """A real `cryptopred serve` on a free 127.0.0.1 port with a model and a seeded database."""
+    with serving(tmp_path, trained_registry) as base_url:
+        yield base_url
 
 
 def test_dashboard_in_a_real_browser(chromium: Path, server: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +15,8 @@ from data.cache import cache_path, write_cache
 from ml.features import build_features
 from ml.predict import feature_settings_of
 from ml.registry import load_model
+from storage.db import make_engine, make_session_factory, session_scope
+from storage.repository import NewPrediction, insert_predictions, list_predictions
 from tests.api.conftest import api_settings
 from tests.factories import make_ohlcv
 
@@ -94,3 +97,72 @@ def test_static_assets_are_served(client: TestClient) -> None:
     assert "indicator-form" in client.get("/static/dashboard.js").text
     assert client.get("/static/dashboard.css").status_code == 200
     assert client.get("/static/../app.py").status_code == 404
+
+
+def insert_prediction(settings, model_id: str, *, proba_up: float) -> int:
+    """One bot-like prediction for the candle after the newest logged one; its open time."""
+    engine = make_engine(settings.storage.db_url)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as session:
+        newest = list_predictions(session, symbol="BTC/USDT", timeframe="1h", limit=1).items[0]
+        open_ms = newest.candle_open_ms + 3_600_000
+        insert_predictions(
+            session,
+            [
+                NewPrediction(
+                    exchange="binance",
+                    symbol="BTC/USDT",
+                    timeframe="1h",
+                    candle_open_ms=open_ms,
+                    target_close_ms=open_ms + 2 * 3_600_000,
+                    horizon_bars=1,
+                    proba_up=proba_up,
+                    direction="UP" if proba_up >= 0.5 else "DOWN",
+                    signal=1,
+                    size=0.5,
+                    threshold=0.5,
+                    model_id=model_id,
+                    created_ms=open_ms + 3_605_000,
+                    latency_ms=5.0,
+                )
+            ],
+        )
+    engine.dispose()
+    return open_ms
+
+
+def test_dashboard_live_renders_the_pages_panels_and_charts(client: TestClient, manifest) -> None:
+    page = client.get("/").text
+    live = client.get("/dashboard/live", params={"symbol": "BTC/USDT", "timeframe": "1h"})
+    assert live.status_code == 200
+    assert live.headers["cache-control"] == "no-store"
+    body = live.json()
+    assert set(body["panels"]) == {"signals", "accuracy", "recent", "paper_summary", "paper_trades"}
+    for name, html in body["panels"].items():
+        # the page embeds the very markup the refresh returns (one template for both)
+        assert f'data-panel="{name}">{html}<' in page
+    assert "148 resolved predictions" in body["panels"]["accuracy"]
+    assert set(body["charts"]) == {"accuracy", "probability"}
+    for figure in body["charts"].values():
+        assert figure["data"] and figure["layout"]["title"]
+        assert figure["config"] == {"displaylogo": False, "responsive": True}
+    assert 'data-refresh-seconds="30.0"' in page
+
+
+def test_dashboard_live_shows_a_new_prediction(served) -> None:
+    settings, manifest = served
+    with TestClient(create_app(settings)) as app_client:
+        before = app_client.get("/dashboard/live").json()
+        open_ms = insert_prediction(settings, manifest.model_id, proba_up=0.8123)
+        after = app_client.get("/dashboard/live").json()
+    stamp = f"{datetime.fromtimestamp(open_ms / 1000, UTC):%Y-%m-%d %H:%M}"
+    assert stamp not in before["panels"]["recent"]
+    assert f"<td>{stamp}</td>" in after["panels"]["recent"]
+    assert "81.2%" in after["panels"]["signals"] and "LONG" in after["panels"]["signals"]
+    points = [len(f["x"]) for f in after["charts"]["probability"]["data"]]
+    assert sum(points) == sum(len(f["x"]) for f in before["charts"]["probability"]["data"]) + 1
+
+
+def test_dashboard_live_unknown_pair_is_404(client: TestClient) -> None:
+    response = client.get("/dashboard/live", params={"symbol": "FOO/BAR", "timeframe": "1h"})
+    assert response.status_code == 404

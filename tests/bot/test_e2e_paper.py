@@ -52,6 +52,11 @@ def test_paper_panel_after_a_200_candle_replay(
         assert body["equity"][0]["equity"] == body["equity"][0]["buy_and_hold"] == 10_000.0
         status, accuracy = server.get_json("/accuracy?symbol=BTC/USDT&timeframe=1h")
         assert status == 200 and accuracy["drift"]["alarm"] == body["expectation"]["alarm"]
+        status, live = server.get_json("/dashboard/live?symbol=BTC/USDT&timeframe=1h")
+        assert status == 200, live  # the page's refresh carries the paper panel and charts
+        assert {"paper", "band"} <= set(live["charts"])
+        assert 'id="paper-trades"' in live["panels"]["paper_trades"]
+        assert 'id="paper-alarm"' in live["panels"]["paper_summary"]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS

@@ -11,7 +11,7 @@ from core.errors import DataValidationError, FeatureMismatchError, NotEnoughData
 from core.settings import MLSettings
 from ml.dataset import make_dataset
 from ml.features import warmup_bars
-from ml.predict import predict_history, predict_latest, predict_proba_features
+from ml.predict import predict_history, predict_latest, predict_many, predict_proba_features
 from ml.registry import ModelArtifact, ModelManifest, load_model, save_model
 from tests.factories import make_ohlcv
 
@@ -58,6 +58,35 @@ def test_predict_latest_equals_history_path(trained) -> None:
         assert latest.candle_close - latest.candle_open == (ohlcv.index[1] - ohlcv.index[0])
     assert not history.isna().any()
     assert history.index[0] < ohlcv.index[needed]  # complete features start within the warm-up
+
+
+def test_predict_many_records_equal_history_and_latest(trained) -> None:
+    ohlcv, artifact = trained
+    window = ohlcv.iloc[:1800]
+    since = window.index[-40]
+    records = predict_many(artifact, window, since=since)
+    history = predict_history(artifact, window)
+    assert [r.candle_open for r in records] == list(window.index[-40:])
+    assert [r.proba_up for r in records] == history.loc[since:].tolist()  # same maths, exactly
+    assert {r.direction for r in records} == {"UP", "DOWN"}
+    for record in records:
+        assert record.direction == (
+            "UP" if record.proba_up >= artifact.manifest.threshold else "DOWN"
+        )
+    latest = predict_latest(artifact, window)
+    assert records[-1].proba_up == pytest.approx(latest.proba_up, rel=1e-9)
+    needed = warmup_bars(MLSettings().features)
+    # predict_latest is predict_many's last record over the warm-up window, field for field
+    assert predict_many(artifact, window.iloc[-needed:], since=window.index[-1]) == (latest,)
+
+
+def test_predict_many_leaves_out_incomplete_features(trained) -> None:
+    ohlcv, artifact = trained
+    records = predict_many(artifact, ohlcv.iloc[:300])
+    history = predict_history(artifact, ohlcv.iloc[:300])
+    assert len(records) == len(history) < 300  # the warm-up rows have no record
+    assert records[0].candle_open == history.index[0]
+    assert predict_many(artifact, ohlcv.iloc[:5]) == ()
 
 
 def test_predict_latest_needs_warmup(trained) -> None:
