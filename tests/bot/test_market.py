@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bot.market import outcomes_from_candles
+from bot.outcomes import outcomes_from_candles
 from data.schema import index_to_epoch_ms
 from storage.records import StoredPrediction
 from tests.factories import make_ohlcv
