@@ -51,6 +51,21 @@ window.dashboard = (function () {
   return { register, refreshNow, seconds };
 })();
 
+// Charts follow their slot's width. A chart drawn while its grid had one visible cell (the
+// next slot not parsed yet, or empty) would keep that full width and be clipped to half once
+// the grid reflows: every chart slot is watched and its plot resized to the slot.
+(function () {
+  const observer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const plot = entry.target.querySelector(".js-plotly-plot");
+      if (plot && plot._fullLayout && Math.abs(plot._fullLayout.width - entry.contentRect.width) > 1) {
+        Plotly.Plots.resize(plot);
+      }
+    }
+  });
+  document.querySelectorAll(".chart").forEach((slot) => observer.observe(slot));
+})();
+
 // The page's own live panels: HTML from the page's macros, charts redrawn with Plotly.react.
 const shownPanels = new Map();
 window.dashboard.register("live", async function () {

@@ -69,6 +69,14 @@ def test_paper_panel_after_a_200_candle_replay(
                 "#paper-panel .js-plotly-plot", "plots => plots.map(p => p._fullData.length)"
             )
             assert traces == [2, 5]  # paper + buy & hold; band fill (2), alarm lines, paper
+            page.wait_for_timeout(500)  # a resize after the grid reflowed is asynchronous
+            widths = page.eval_on_selector_all(
+                ".chart .js-plotly-plot",
+                "plots => plots.map(p => [p.id, p._fullLayout.width,"
+                " p.parentElement.getBoundingClientRect().width])",
+            )
+            for chart, drawn, slot in widths:  # no chart drawn wider than its slot (clipped)
+                assert drawn <= slot + 1, (chart, drawn, slot)
             rows = page.locator("#paper-trades tbody tr").count()
             assert rows == min(20, len(body["trades"]))
             assert page.inner_text("#paper-position") == body["position"]["action"]
