@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from backtests.compare import ComparedRun
-from backtests.headline import MARKS, CardStatus, compare
+from backtests.headline import SYMBOLS, CardStatus, compare
 from backtests.plotly_js import plotly_script
 from backtests.plotting import HOLD_COLOR, LAYOUT, color_of, significant, utc_labels
 from backtests.report_html import render_page
@@ -69,7 +69,7 @@ def _versus(
 
 def _marked(text: str, status: CardStatus) -> str:
     """The value with the headline cards' text mark (never colour alone): "-94.67 % ▼"."""
-    return text if status == "neutral" else f"{text} {MARKS[status][0]}"
+    return text if status == "neutral" else f"{text} {SYMBOLS[status]}"
 
 
 def _plain(

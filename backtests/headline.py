@@ -16,7 +16,13 @@ from backtests.verdict import SelectionStats
 from strategy.costs import to_bps
 
 CardStatus = Literal["better", "worse", "neutral"]
-MARKS: dict[CardStatus, str] = {"better": "▲ better", "worse": "▼ worse", "neutral": "● info"}
+SYMBOLS: dict[CardStatus, str] = {"better": "▲", "worse": "▼", "neutral": "●"}
+"""The text mark of a status (never colour alone), on cards and in the compare table."""
+MARKS: dict[CardStatus, str] = {
+    "better": f"{SYMBOLS['better']} better",
+    "worse": f"{SYMBOLS['worse']} worse",
+    "neutral": f"{SYMBOLS['neutral']} info",
+}
 """The text mark of a status (the colour is never the only cue)."""
 
 
